@@ -173,6 +173,28 @@ def check_data_and_solver(cfg: CfgNode) -> None:
         raise ValueError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {cfg.TEST.NUM_SPATIAL_CROPS}")
 
 
+def broadcast_pathway_specs(cfg: CfgNode) -> None:
+    """Repeat a one-pathway per-stage spec for each pathway of a multi-pathway model.
+
+    PySlowFast's defaults hold one value per stage, which its SlowFast builder cannot use; here a
+    spec with exactly one value in every stage is taken to mean "the same for every pathway".
+    """
+    n = num_pathways(cfg)
+    if n == 1:
+        return
+    for node, key in (
+        ("RESNET", "NUM_BLOCK_TEMP_KERNEL"),
+        ("RESNET", "SPATIAL_STRIDES"),
+        ("RESNET", "SPATIAL_DILATIONS"),
+        ("NONLOCAL", "LOCATION"),
+        ("NONLOCAL", "GROUP"),
+    ):
+        value = cfg[node][key]
+        if all(len(stage) == 1 for stage in value):
+            cfg[node][key] = [list(stage) * n for stage in value]
+            logger.info("%s.%s has one pathway; using it for all %d pathways", node, key, n)
+
+
 def infer_aliases(cfg: CfgNode) -> None:
     """Fill the keys that the PGT release spells differently."""
     if cfg.DATA.CROP_SIZE is not None:
@@ -189,8 +211,6 @@ def infer_aliases(cfg: CfgNode) -> None:
                 cfg.OUTPUT_DIR,
             )
     cfg.PGT.DPR = str(cfg.PGT.DPR).upper()
-    if cfg.TRAIN.CHECKPOINT_TYPE == "caffe2" and cfg.TEST.CHECKPOINT_TYPE == "pytorch":
-        pass  # test checkpoints written by this codebase are PyTorch ones
 
 
 def keys_without_effect(cfg: CfgNode) -> List[str]:
@@ -225,6 +245,7 @@ def log_keys_without_effect(cfg: CfgNode, keys: Sequence[str]) -> None:
 def check_and_infer(cfg: CfgNode) -> CfgNode:
     """Fill derived values, then validate; raise ``ValueError`` naming the key to change."""
     infer_aliases(cfg)
+    broadcast_pathway_specs(cfg)
     check_model(cfg)
     check_data_and_solver(cfg)
     check_pgt(cfg)

@@ -8,10 +8,8 @@ function each (``add_pgt_config``, ``add_release_config``, ``add_custom_config``
 merged config and fills in the values derived from others (see ``slowfast.config.checks``).
 """
 
-from slowfast.config.node import CfgNode
-
-
 from slowfast.config.custom_config import add_custom_config
+from slowfast.config.node import CfgNode
 from slowfast.config.pgt_config import add_pgt_config
 from slowfast.config.release_config import TOLERATED_NEW_KEYS, add_release_config
 
