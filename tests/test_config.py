@@ -64,7 +64,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_unknown_key_names_key_file_and_closest(tmp_path):
-    base = _write(tmp_path, "base.yaml", "MODEL:\n  ARCH: slow\n")
+    _write(tmp_path, "base.yaml", "MODEL:\n  ARCH: slow\n")
     child = _write(tmp_path, "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  BASE_LRR: 0.1\n")
     cfg = get_cfg()
     with pytest.raises(ConfigKeyError) as err:
