@@ -1,0 +1,162 @@
+"""Normalisation layers for 3D feature maps and the factory that picks one from ``BN.NORM_TYPE``.
+
+Every layer here is built as ``norm(num_features, eps=..., momentum=...)``; a *norm factory* is any
+callable with that signature (``nn.BatchNorm3d`` is one).
+
+- ``batchnorm``: ``nn.BatchNorm3d``.
+- ``frozen_batchnorm``: :class:`FrozenBatchNorm3d`, fixed statistics and affine terms (buffers).
+- ``sub_batchnorm``: :class:`SubBatchNorm3d`, statistics computed on ``BN.NUM_SPLITS`` parts of
+  the batch; state-dict keys ``weight``, ``bias``, ``bn.*``, ``split_bn.*`` as in PySlowFast.
+- ``sync_batchnorm``: ``nn.SyncBatchNorm`` when a process group with more than one process is
+  initialised, plain ``nn.BatchNorm3d`` otherwise (said once in the log).
+"""
+
+import logging
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+NormFactory = Callable[..., nn.Module]
+
+NORM_TYPES = ("batchnorm", "frozen_batchnorm", "sub_batchnorm", "sync_batchnorm")
+
+
+class FrozenBatchNorm3d(nn.Module):
+    """Batch norm with frozen statistics and affine parameters, all held as buffers.
+
+    The output is ``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` in train and
+    eval mode alike; nothing is learnt or updated. The state-dict keys (``weight``, ``bias``,
+    ``running_mean``, ``running_var``) are those of ``nn.BatchNorm3d`` without
+    ``num_batches_tracked``, which is dropped on load so a BatchNorm3d checkpoint loads here.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(
+                f"FrozenBatchNorm3d expects a 5D input (N, C, T, H, W), got {x.dim()}D"
+            )
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale.view(1, -1, 1, 1, 1) + shift.view(1, -1, 1, 1, 1)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class SubBatchNorm3d(nn.Module):
+    """Batch norm whose training statistics are computed on ``num_splits`` parts of the batch.
+
+    In training, the batch of N clips is viewed as N / num_splits clips of num_splits * C channels
+    (consecutive clips form one part) and normalised by ``split_bn``; in evaluation ``bn`` is used,
+    whose statistics :meth:`aggregate_stats` sets from those of the parts. One pair of affine
+    parameters (``weight``, ``bias``) is shared, as in PySlowFast.
+    """
+
+    def __init__(
+        self, num_features: int, num_splits: int, eps: float = 1e-5, momentum: float = 0.1
+    ) -> None:
+        super().__init__()
+        if num_splits < 1:
+            raise ValueError(f"BN.NUM_SPLITS must be >= 1, got {num_splits}")
+        self.num_splits = num_splits
+        self.num_features = num_features
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.bn = nn.BatchNorm3d(num_features, eps=eps, momentum=momentum, affine=False)
+        self.split_bn = nn.BatchNorm3d(
+            num_features * num_splits, eps=eps, momentum=momentum, affine=False
+        )
+
+    @torch.no_grad()
+    def aggregate_stats(self) -> None:
+        """Set ``bn``'s running mean and variance from those of the parts (call before eval).
+
+        The variance is the mean of the parts' variances plus the variance of their means.
+        """
+        means = self.split_bn.running_mean.view(self.num_splits, -1)
+        variances = self.split_bn.running_var.view(self.num_splits, -1)
+        mean = means.mean(0)
+        var = variances.mean(0) + ((means - mean) ** 2).mean(0)
+        self.bn.running_mean.copy_(mean)
+        self.bn.running_var.copy_(var)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            n, c, t, h, w = x.shape
+            if n % self.num_splits != 0:
+                raise ValueError(
+                    f"SubBatchNorm3d: batch size {n} is not divisible by BN.NUM_SPLITS "
+                    f"{self.num_splits}"
+                )
+            x = self.split_bn(x.reshape(n // self.num_splits, c * self.num_splits, t, h, w))
+            x = x.reshape(n, c, t, h, w)
+        else:
+            x = self.bn(x)
+        return x * self.weight.view(-1, 1, 1, 1) + self.bias.view(-1, 1, 1, 1)
+
+
+_sync_fallback_logged = False
+
+
+def _sync_batchnorm(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
+    global _sync_fallback_logged
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return nn.SyncBatchNorm(num_features, eps=eps, momentum=momentum)
+    if not _sync_fallback_logged:
+        logger.info("BN.NORM_TYPE sync_batchnorm without a distributed run: using BatchNorm3d")
+        _sync_fallback_logged = True
+    return nn.BatchNorm3d(num_features, eps=eps, momentum=momentum)
+
+
+def get_norm(norm_type: str = "batchnorm", num_splits: int = 1) -> NormFactory:
+    """The norm factory for ``BN.NORM_TYPE`` (``num_splits`` is ``BN.NUM_SPLITS``).
+
+    Raises:
+        ValueError: for an unknown ``norm_type``, naming ``BN.NORM_TYPE``.
+    """
+    if norm_type == "batchnorm":
+        return nn.BatchNorm3d
+    if norm_type == "frozen_batchnorm":
+        return FrozenBatchNorm3d
+    if norm_type == "sub_batchnorm":
+        return partial(SubBatchNorm3d, num_splits=num_splits)
+    if norm_type == "sync_batchnorm":
+        return _sync_batchnorm
+    raise ValueError(f"BN.NORM_TYPE must be one of {NORM_TYPES}, got {norm_type!r}")
+
+
+def get_norm_from_cfg(cfg) -> NormFactory:
+    """``get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS)``."""
+    return get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS)
+
+
+def aggregate_sub_bn_stats(module: nn.Module) -> int:
+    """Call :meth:`SubBatchNorm3d.aggregate_stats` on every such layer; return how many."""
+    count = 0
+    for m in module.modules():
+        if isinstance(m, SubBatchNorm3d):
+            m.aggregate_stats()
+            count += 1
+    return count

@@ -1,0 +1,139 @@
+"""Classification heads of the ResNet family.
+
+``ResNetBasicHead`` pools each pathway (spatially, then temporally, with fixed kernels and stride
+1), concatenates the pathways' channels and applies ``projection`` (a linear layer) at every
+remaining position. In training it returns the logits (the pooled map is 1x1x1 when the input
+has the training size). In evaluation it is fully convolutional, as in PySlowFast: the
+activation is applied at every position and the probabilities are averaged.
+
+The temporal pooling of each pathway is a :class:`TemporalPool` module (``pathway{p}_tpool``), so
+that a wrapper can find it by type and change how time is pooled without touching the head.
+"""
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+HEAD_ACTS = ("softmax", "sigmoid", "none")
+POOL_TYPES = ("avg", "max")
+
+
+def _pool3d(mode: str, kernel: Sequence[int]) -> nn.Module:
+    if mode == "avg":
+        return nn.AvgPool3d(list(kernel), stride=1)
+    if mode == "max":
+        return nn.MaxPool3d(list(kernel), stride=1)
+    raise ValueError(f"MODEL.FINAL_POOL entries must be one of {POOL_TYPES}, got {mode!r}")
+
+
+class TemporalPool(nn.Module):
+    """Pools time with a window of ``kernel_t`` frames and stride 1 (``None``: all frames).
+
+    ``mode`` is "avg" or "max". Input and output are (N, C, T, H, W).
+    """
+
+    def __init__(self, kernel_t: Optional[int], mode: str = "avg") -> None:
+        super().__init__()
+        if mode not in POOL_TYPES:
+            raise ValueError(f"MODEL.FINAL_POOL entries must be one of {POOL_TYPES}, got {mode!r}")
+        self.kernel_t = kernel_t
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = x.shape[2] if self.kernel_t is None else self.kernel_t
+        if self.mode == "avg":
+            return nn.functional.avg_pool3d(x, [kernel, 1, 1], stride=1)
+        return nn.functional.max_pool3d(x, [kernel, 1, 1], stride=1)
+
+    def extra_repr(self) -> str:
+        return f"kernel_t={self.kernel_t}, mode={self.mode}"
+
+
+def make_activation(act_func: str) -> Optional[nn.Module]:
+    """The head's evaluation activation for ``MODEL.HEAD_ACT`` (``None`` for "none")."""
+    if act_func == "softmax":
+        return nn.Softmax(dim=4)
+    if act_func == "sigmoid":
+        return nn.Sigmoid()
+    if act_func == "none":
+        return None
+    raise ValueError(f"MODEL.HEAD_ACT must be one of {HEAD_ACTS}, got {act_func!r}")
+
+
+class ResNetBasicHead(nn.Module):
+    """Pooling, dropout, linear projection; fully convolutional in evaluation.
+
+    Args:
+        dim_in: channels of each pathway.
+        num_classes: outputs.
+        pool_size: per pathway, [T, H, W] pooling kernel (the training feature-map size), or
+            ``None`` to pool the whole map.
+        pool_type: [spatial, temporal] pooling, "avg" or "max" each (``MODEL.FINAL_POOL``).
+        dropout_rate: dropout before the projection (none when 0).
+        act_func: "softmax", "sigmoid" or "none", applied per position in evaluation.
+    """
+
+    def __init__(
+        self,
+        dim_in: Sequence[int],
+        num_classes: int,
+        pool_size: Sequence[Optional[Sequence[int]]],
+        pool_type: Sequence[str] = ("avg", "avg"),
+        dropout_rate: float = 0.0,
+        act_func: str = "softmax",
+    ) -> None:
+        super().__init__()
+        if len(pool_size) != len(dim_in):
+            raise ValueError(
+                f"ResNetBasicHead: {len(dim_in)} pathway(s) in dim_in but {len(pool_size)} "
+                "pool sizes"
+            )
+        if len(pool_type) != 2:
+            raise ValueError(f"MODEL.FINAL_POOL must be [spatial, temporal], got {pool_type}")
+        self.num_pathways = len(dim_in)
+        for p, size in enumerate(pool_size):
+            if size is None:
+                spatial = (
+                    nn.AdaptiveAvgPool3d((None, 1, 1))
+                    if pool_type[0] == "avg"
+                    else nn.AdaptiveMaxPool3d((None, 1, 1))
+                )
+                kernel_t = None
+            else:
+                spatial = _pool3d(pool_type[0], [1, size[1], size[2]])
+                kernel_t = int(size[0])
+            self.add_module(f"pathway{p}_spool", spatial)
+            self.add_module(f"pathway{p}_tpool", TemporalPool(kernel_t, pool_type[1]))
+        if dropout_rate > 0.0:
+            self.dropout = nn.Dropout(dropout_rate)
+        else:
+            self.dropout = None
+        self.projection = nn.Linear(sum(dim_in), num_classes, bias=True)
+        self.act = make_activation(act_func)
+
+    def pool(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        """Pool each pathway and concatenate: (N, sum(C), T', H', W')."""
+        pooled = []
+        for p, x in enumerate(inputs):
+            x = self._modules[f"pathway{p}_spool"](x)
+            pooled.append(self._modules[f"pathway{p}_tpool"](x))
+        return torch.cat(pooled, 1)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout and projection at every position of the pooled map, then (in evaluation)
+        the activation per position averaged over positions. Returns (N, num_classes)."""
+        x = x.permute(0, 2, 3, 4, 1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        x = self.projection(x)
+        if not self.training:
+            if self.act is not None:
+                x = self.act(x)
+            x = x.mean([1, 2, 3])
+        return x.reshape(x.shape[0], -1)
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        if len(inputs) != self.num_pathways:
+            raise ValueError(f"expected {self.num_pathways} pathway input(s), got {len(inputs)}")
+        return self.classify(self.pool(inputs))
