@@ -305,12 +305,18 @@ class TestMeter(_TimedMeter):
         else:
             self.video_labels = torch.zeros(self.num_videos, dtype=torch.long)
         self.clip_count = torch.zeros(self.num_videos, dtype=torch.long)
+        # clips already added (a distributed sampler pads the last batches with repeats)
+        self._seen = torch.zeros(self.num_videos * self.num_clips, dtype=torch.bool)
+        self.duplicate_clips = 0
         self.stats: Dict = {}
 
     def update_stats(
         self, preds: torch.Tensor, labels: torch.Tensor, clip_ids: torch.Tensor
     ) -> None:
         """Add the predictions of a batch of clips.
+
+        A clip index seen before (a distributed sampler's padding) is skipped and counted in
+        ``duplicate_clips``.
 
         Args:
             preds: (N, num_cls) clip scores.
@@ -327,11 +333,16 @@ class TestMeter(_TimedMeter):
             )
         for i in range(clip_ids.numel()):
             vid = int(clip_ids[i]) // self.num_clips
-            if not 0 <= vid < self.num_videos:
+            if not 0 <= int(clip_ids[i]) < self.num_videos * self.num_clips:
                 raise ValueError(
                     f"clip index {int(clip_ids[i])} is video {vid}, outside the "
                     f"{self.num_videos} videos of the test set"
                 )
+            clip = int(clip_ids[i])
+            if self._seen[clip]:
+                self.duplicate_clips += 1
+                continue
+            self._seen[clip] = True
             label = labels[i].to(self.video_labels.dtype)
             if self.clip_count[vid] > 0 and not torch.equal(self.video_labels[vid], label):
                 raise ValueError(
@@ -374,6 +385,8 @@ class TestMeter(_TimedMeter):
     def finalize_metrics(self, ks: Sequence[int] = (1, 5)) -> Dict:
         """Check that every video got all its views, then log and return the final metrics:
         ``top{k}_acc`` (percent, for each ``k`` <= num_cls) or ``map``."""
+        if self.duplicate_clips:
+            logger.info("%d repeated test clips were counted once", self.duplicate_clips)
         self.check_complete()
         self.stats = {"split": "test_final"}
         if self.multi_label:
