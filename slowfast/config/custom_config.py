@@ -9,3 +9,6 @@ def add_custom_config(cfg: CfgNode) -> None:
     cfg.DATA_LOADER.MAX_DECODE_FAILURES = 100
     # Retries with another index when a video fails to decode.
     cfg.DATA_LOADER.NUM_RETRIES = 10
+    # Test views: first starts at the first frame, last ends at the last (newer PySlowFast's key;
+    # False keeps PySlowFast's starts at delta * i / NUM_ENSEMBLE_VIEWS).
+    cfg.DATA.USE_OFFSET_SAMPLING = False
