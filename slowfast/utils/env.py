@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import sys
@@ -10,7 +9,18 @@ from typing import Tuple
 
 import torch
 
-_PACKAGES = ("numpy", "fvcore", "iopath", "av", "cv2", "simplejson", "sklearn", "tensorboard")
+# distribution names (their versions are read without importing them)
+_PACKAGES = (
+    "numpy",
+    "fvcore",
+    "iopath",
+    "av",
+    "opencv-python-headless",
+    "simplejson",
+    "scikit-learn",
+    "tensorboard",
+    "submitit",
+)
 
 
 def collect_env_info() -> str:
@@ -24,12 +34,13 @@ def collect_env_info() -> str:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             lines.append(f"GPU {i}: {torch.cuda.get_device_name(i)}")
+    from importlib import metadata
+
     for name in _PACKAGES:
         try:
-            module = importlib.import_module(name)
-            lines.append(f"{name}: {getattr(module, '__version__', 'unknown version')}")
-        except Exception as e:  # a broken optional package must not stop the run
-            lines.append(f"{name}: not importable ({type(e).__name__})")
+            lines.append(f"{name}: {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{name}: not installed")
     return "\n".join(lines)
 
 

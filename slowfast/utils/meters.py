@@ -68,6 +68,12 @@ class _TimedMeter:
         self.iter_timer = Timer()
         self.data_timer = Timer()
         self.net_timer = Timer()
+        self.reset_timing()
+
+    def reset_timing(self) -> None:
+        """Forget the accumulated per-iteration times (at the start of an epoch)."""
+        self._sums = {"dt": 0.0, "dt_data": 0.0, "dt_net": 0.0}
+        self._timed_iters = 0
 
     def iter_tic(self) -> None:
         """Start timing an iteration (its data loading first)."""
@@ -83,13 +89,22 @@ class _TimedMeter:
         """The iteration is over."""
         self.iter_timer.pause()
         self.net_timer.pause()
+        for key, value in self._timing_stats().items():
+            self._sums[key] += value
+        self._timed_iters += 1
 
     def _timing_stats(self) -> Dict[str, float]:
+        """Times of the last iteration, in seconds."""
         return {
             "dt": self.iter_timer.seconds(),
             "dt_data": self.data_timer.seconds(),
             "dt_net": self.net_timer.seconds(),
         }
+
+    def _mean_timing_stats(self) -> Dict[str, float]:
+        """Mean times per iteration since ``reset_timing``, in seconds."""
+        n = max(self._timed_iters, 1)
+        return {key: value / n for key, value in self._sums.items()}
 
 
 class TrainMeter(_TimedMeter):
@@ -107,6 +122,7 @@ class TrainMeter(_TimedMeter):
         self.reset()
 
     def reset(self) -> None:
+        self.reset_timing()
         self.loss.reset()
         self.mb_top1_err.reset()
         self.mb_top5_err.reset()
@@ -163,11 +179,12 @@ class TrainMeter(_TimedMeter):
         """Log and return the epoch's averages."""
         done = (cur_epoch + 1) * self.epoch_iters
         n = max(self.num_samples, 1)
+        timing = self._mean_timing_stats()
         stats = {
             "_type": "train_epoch",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
-            **self._timing_stats(),
-            "eta": _eta(self.iter_timer.seconds() * (self.max_iter - done)),
+            **timing,
+            "eta": _eta(timing["dt"] * (self.max_iter - done)),
             "loss": self.loss_total / n,
             "lr": self.lr,
             **_memory_stats(),
@@ -198,6 +215,7 @@ class ValMeter(_TimedMeter):
         self.reset()
 
     def reset(self) -> None:
+        self.reset_timing()
         self.mb_top1_err.reset()
         self.mb_top5_err.reset()
         self.num_top1_mis = 0.0
@@ -242,7 +260,7 @@ class ValMeter(_TimedMeter):
         stats = {
             "_type": "val_epoch",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
-            "time_diff": self.iter_timer.seconds(),
+            "time_diff": self._mean_timing_stats()["dt"],
             **_memory_stats(),
         }
         if self.multi_label:

@@ -1,0 +1,114 @@
+"""Multi-view testing: every video is scored over ``TEST.NUM_ENSEMBLE_VIEWS x
+TEST.NUM_SPATIAL_CROPS`` views, combined by ``DATA.ENSEMBLE_METHOD``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from slowfast.engine.common import (
+    device_for,
+    format_summary,
+    memory_summary,
+    progress,
+    setup_run,
+    to_device,
+    update_summary,
+    wall_time,
+)
+from slowfast.engine.steps import ClipStepRunner, build_step_runner
+from slowfast.utils import distributed as du
+from slowfast.utils.meters import TestMeter
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def perform_test(
+    loader: Any, model: nn.Module, meter: TestMeter, cfg: CfgNode, runner: ClipStepRunner
+) -> Dict[str, Any]:
+    """Score every clip of ``loader``, gather the clips of all ranks, combine the views;
+    return the final metrics."""
+    model.eval()
+    device = device_for(cfg)
+    log_period = max(1, cfg.LOG_PERIOD)
+    meter.iter_tic()
+    for cur_iter, (inputs, labels, index, meta) in enumerate(progress(loader, len(loader), "test")):
+        inputs, labels, meta = to_device((inputs, labels, meta), device)
+        index = index.to(device)
+        meter.data_toc()
+        preds = runner.eval_step(model, inputs, meta)
+        preds, labels, index = du.all_gather([preds, labels, index])
+        meter.iter_toc()
+        meter.update_stats(preds.cpu(), labels.cpu(), index.cpu())
+        if (cur_iter + 1) % log_period == 0:
+            meter.log_iter_stats(cur_iter)
+        meter.iter_tic()
+    return meter.finalize_metrics(ks=(1, 5))
+
+
+def test(cfg: CfgNode) -> Dict[str, Any]:
+    """Test the newest checkpoint (or ``TEST.CHECKPOINT_FILE_PATH``); return the summary."""
+    from slowfast.datasets.loader import construct_loader
+    from slowfast.models import build_model
+    from slowfast.utils import checkpoint as cu
+    from slowfast.utils.misc import log_model_info
+
+    start_time = time.time()
+    setup_run(cfg, "test")
+    model = build_model(cfg, gpu_id=du.get_local_rank() if cfg.NUM_GPUS > 0 else None)
+    if cfg.LOG_MODEL_INFO and du.is_root_proc():
+        log_model_info(model, cfg, use_train_input=False)
+    checkpoint = cu.load_test_checkpoint(cfg, model)
+
+    loader = construct_loader(cfg, "test")
+    dataset = loader.dataset
+    num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    num_videos = int(dataset.num_videos)
+    if len(dataset) != num_videos * num_clips:
+        raise ValueError(
+            f"the test set of {cfg.TEST.DATASET!r} has {len(dataset)} clips, not "
+            f"{num_videos} videos x {num_clips} views (TEST.NUM_ENSEMBLE_VIEWS "
+            f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} x TEST.NUM_SPATIAL_CROPS {cfg.TEST.NUM_SPATIAL_CROPS})"
+        )
+    logger.info(
+        "testing %s on %d videos x %d views", checkpoint or "a random model", num_videos, num_clips
+    )
+    meter = TestMeter(
+        num_videos,
+        num_clips,
+        cfg.MODEL.NUM_CLASSES,
+        len(loader),
+        multi_label=cfg.DATA.MULTI_LABEL,
+        ensemble_method=cfg.DATA.ENSEMBLE_METHOD,
+    )
+    stats = perform_test(loader, model, meter, cfg, build_step_runner(cfg))
+
+    if cfg.TEST.SAVE_RESULTS_PATH and du.is_root_proc():
+        path = os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        torch.save([meter.video_preds, meter.video_labels], path)
+        logger.info("saved per-video predictions and labels to %s", path)
+
+    values: Dict[str, Any] = {
+        "output_dir": cfg.OUTPUT_DIR,
+        "test_checkpoint": checkpoint,
+        "test_views": num_clips,
+        "test_wall_time": wall_time(time.time() - start_time),
+        "test_memory": memory_summary(cfg),
+    }
+    if "map" in stats:
+        values["test_map"] = stats["map"]
+    else:
+        values["test_top1_acc"] = stats.get("top1_acc")
+        values["test_top5_acc"] = stats.get("top5_acc")
+    summary = update_summary(cfg, values)
+    if du.is_root_proc():
+        logger.info("%s", format_summary(summary))
+    return summary

@@ -1,0 +1,264 @@
+"""The training loop: epochs of training, precise BN, checkpoints, validation.
+
+``train(cfg)`` is called on every rank (see ``slowfast.utils.multiprocessing.launch_job``). What
+one iteration does with a batch is the step runner's business (``slowfast.engine.steps``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from slowfast.engine.common import (
+    device_for,
+    format_summary,
+    memory_summary,
+    progress,
+    setup_run,
+    to_device,
+    update_summary,
+    wall_time,
+    wrap_ddp,
+)
+from slowfast.engine.steps import ClipStepRunner, StepContext, build_step_runner
+from slowfast.utils import distributed as du
+from slowfast.utils import metrics
+from slowfast.utils.meters import TrainMeter, ValMeter
+from slowfast.utils.tensorboard import TensorboardWriter
+
+logger = logging.getLogger(__name__)
+
+
+def topk_ks(cfg: CfgNode) -> Tuple[int, ...]:
+    """(1, 5), without 5 when there are fewer than 5 classes."""
+    return (1, 5) if cfg.MODEL.NUM_CLASSES >= 5 else (1,)
+
+
+def _batch_errors(
+    preds: torch.Tensor, labels: torch.Tensor, cfg: CfgNode
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    errs = metrics.topk_errors(preds, labels, topk_ks(cfg))
+    return errs[0], errs[1] if len(errs) > 1 else None
+
+
+def train_epoch(
+    loader: Any,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meter: TrainMeter,
+    cur_epoch: int,
+    cfg: CfgNode,
+    runner: ClipStepRunner,
+    writer: Optional[TensorboardWriter] = None,
+) -> Dict[str, Any]:
+    """Train one epoch; the learning rate is set every iteration. Returns the epoch's stats."""
+    from slowfast.models.optimizer import get_epoch_lr, set_lr
+
+    model.train()
+    data_size = len(loader)
+    if data_size == 0:
+        raise ValueError(
+            f"the train loader of {cfg.TRAIN.DATASET!r} yields no batch: TRAIN.BATCH_SIZE "
+            f"({cfg.TRAIN.BATCH_SIZE}) exceeds the training set (the last partial batch is "
+            "dropped)"
+        )
+    device = device_for(cfg)
+    world = du.get_world_size()
+    meter.iter_tic()
+    batches = progress(loader, data_size, f"train {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}")
+    for cur_iter, (inputs, labels, _index, meta) in enumerate(batches):
+        inputs, labels, meta = to_device((inputs, labels, meta), device)
+        lr = get_epoch_lr(cur_epoch + cur_iter / data_size, cfg)
+        set_lr(optimizer, lr)
+        meter.data_toc()
+        ctx = StepContext(cur_epoch, cur_iter, data_size, cfg.SOLVER.MAX_EPOCH, lr)
+        out = runner.train_step(model, optimizer, inputs, labels, meta, ctx)
+
+        top1_err = top5_err = None
+        if cfg.DATA.MULTI_LABEL:
+            (loss,) = du.all_reduce([out.loss.clone()])
+        else:
+            top1_err, top5_err = _batch_errors(out.preds, labels, cfg)
+            reduced = du.all_reduce(
+                [t for t in (out.loss.clone(), top1_err, top5_err) if t is not None]
+            )
+            loss, top1_err = reduced[0], reduced[1]
+            top5_err = reduced[2] if top5_err is not None else None
+        loss_v = float(loss)
+        top1_v = None if top1_err is None else float(top1_err)
+        top5_v = None if top5_err is None else float(top5_err)
+        meter.update_stats(top1_v, top5_v, loss_v, lr, inputs[0].size(0) * world)
+        meter.iter_toc()
+        meter.log_iter_stats(cur_epoch, cur_iter)
+        if writer is not None:
+            scalars = {"Train/loss": loss_v, "Train/lr": lr}
+            if top1_v is not None:
+                scalars["Train/Top1_err"] = top1_v
+            if top5_v is not None:
+                scalars["Train/Top5_err"] = top5_v
+            writer.add_scalars(scalars, global_step=data_size * cur_epoch + cur_iter)
+        meter.iter_tic()
+    stats = meter.log_epoch_stats(cur_epoch)
+    meter.reset()
+    return stats
+
+
+@torch.no_grad()
+def eval_epoch(
+    loader: Any,
+    model: nn.Module,
+    meter: ValMeter,
+    cur_epoch: int,
+    cfg: CfgNode,
+    runner: ClipStepRunner,
+    writer: Optional[TensorboardWriter] = None,
+) -> Dict[str, Any]:
+    """Evaluate on the validation set; return the epoch's stats (errors, or mAP)."""
+    model.eval()
+    device = device_for(cfg)
+    world = du.get_world_size()
+    meter.iter_tic()
+    batches = progress(loader, len(loader), f"val {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}")
+    for cur_iter, (inputs, labels, _index, meta) in enumerate(batches):
+        inputs, labels, meta = to_device((inputs, labels, meta), device)
+        meter.data_toc()
+        preds = runner.eval_step(model, inputs, meta)
+        if cfg.DATA.MULTI_LABEL:
+            preds, labels = du.all_gather([preds, labels])
+            meter.update_predictions(preds, labels)
+        else:
+            top1_err, top5_err = _batch_errors(preds, labels, cfg)
+            errs = du.all_reduce([t for t in (top1_err, top5_err) if t is not None])
+            top5 = float(errs[1]) if top5_err is not None else None
+            meter.update_stats(float(errs[0]), top5, inputs[0].size(0) * world)
+        meter.iter_toc()
+        meter.log_iter_stats(cur_epoch, cur_iter)
+        meter.iter_tic()
+    stats = meter.log_epoch_stats(cur_epoch)
+    if writer is not None:
+        names = {"top1_err": "Val/Top1_err", "top5_err": "Val/Top5_err", "map": "Val/mAP"}
+        writer.add_scalars({names[k]: v for k, v in stats.items() if k in names}, cur_epoch)
+    meter.reset()
+    return stats
+
+
+def _decode_failures(loader: Any) -> int:
+    """Distinct videos that failed to decode so far (loaders that count them), all ranks."""
+    count = torch.tensor([float(len(getattr(loader, "decode_failures", {}) or {}))])
+    return int(du.all_reduce([count], average=False)[0].item())
+
+
+class _BestTracker:
+    """Best and last validation results, for the summary."""
+
+    def __init__(self) -> None:
+        self.values: Dict[str, Any] = {}
+
+    def update(self, stats: Dict[str, Any], cur_epoch: int) -> None:
+        if "map" in stats:
+            best = max(self.values.get("best_val_map", float("-inf")), stats["map"])
+            self.values.update(last_val_map=stats["map"], best_val_map=best)
+            return
+        top1 = 100.0 - stats["top1_err"]
+        top5 = 100.0 - stats["top5_err"] if "top5_err" in stats else None
+        self.values.update(last_val_top1_acc=top1, last_val_top5_acc=top5)
+        if top1 > self.values.get("best_val_top1_acc", float("-inf")):
+            self.values.update(
+                best_val_top1_acc=top1, best_val_top5_acc=top5, best_val_epoch=cur_epoch + 1
+            )
+
+
+def train(cfg: CfgNode) -> Dict[str, Any]:
+    """Train ``cfg``'s model (resuming from OUTPUT_DIR's newest checkpoint), validating every
+    ``TRAIN.EVAL_PERIOD`` epochs; return the run summary."""
+    from slowfast.datasets.loader import construct_loader, shuffle_dataset
+    from slowfast.models import build_model
+    from slowfast.models.optimizer import construct_optimizer
+    from slowfast.utils import checkpoint as cu
+    from slowfast.utils.bn_helper import (
+        aggregate_sub_bn_stats,
+        calculate_and_update_precise_bn,
+        get_bn_modules,
+    )
+    from slowfast.utils.misc import is_eval_epoch, log_model_info
+
+    start_time = time.time()
+    setup_run(cfg, "train")
+    model = build_model(cfg, gpu_id=du.get_local_rank() if cfg.NUM_GPUS > 0 else None)
+    if cfg.LOG_MODEL_INFO and du.is_root_proc():
+        log_model_info(model, cfg, use_train_input=True)
+    model = wrap_ddp(model, cfg)
+    optimizer = construct_optimizer(model, cfg)
+    start_epoch = cu.load_train_checkpoint(cfg, model, optimizer)
+
+    train_loader = construct_loader(cfg, "train")
+    val_loader = construct_loader(cfg, "val")
+    precise_bn_loader = construct_loader(cfg, "train") if cfg.BN.USE_PRECISE_STATS else None
+    runner = build_step_runner(cfg)
+    train_meter = TrainMeter(len(train_loader), cfg)
+    val_meter = ValMeter(len(val_loader), cfg)
+    writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
+    tracker = _BestTracker()
+    failures_per_epoch: List[int] = []
+    failures_before = _decode_failures(train_loader)
+
+    logger.info("start epoch: %d of %d", start_epoch + 1, cfg.SOLVER.MAX_EPOCH)
+    last_epoch = start_epoch
+    for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+        shuffle_dataset(train_loader, cur_epoch)
+        epoch_stats = train_epoch(
+            train_loader, model, optimizer, train_meter, cur_epoch, cfg, runner, writer
+        )
+        failures = _decode_failures(train_loader)
+        failures_per_epoch.append(failures - failures_before)
+        if failures > failures_before:
+            logger.warning(
+                "epoch %d: %d videos failed to decode (%d in this run)",
+                cur_epoch + 1,
+                failures - failures_before,
+                failures,
+            )
+        failures_before = failures
+        if writer is not None:
+            writer.add_scalars({"Train/epoch_loss": epoch_stats["loss"]}, cur_epoch)
+
+        is_ckpt = cu.is_checkpoint_epoch(cfg, cur_epoch)
+        is_eval = is_eval_epoch(cfg, cur_epoch)
+        if (is_ckpt or is_eval) and cfg.BN.USE_PRECISE_STATS and get_bn_modules(model):
+            calculate_and_update_precise_bn(
+                precise_bn_loader,
+                model,
+                min(cfg.BN.NUM_BATCHES_PRECISE, len(precise_bn_loader)),
+                cfg.NUM_GPUS > 0,
+            )
+        aggregate_sub_bn_stats(model)
+        if is_ckpt:
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg)
+        if is_eval:
+            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, runner, writer)
+            tracker.update(val_stats, cur_epoch)
+        last_epoch = cur_epoch + 1
+    writer.close()
+
+    summary = update_summary(
+        cfg,
+        {
+            "output_dir": cfg.OUTPUT_DIR,
+            "start_epoch": start_epoch + 1,
+            "epochs_trained": max(0, cfg.SOLVER.MAX_EPOCH - start_epoch),
+            "last_epoch": last_epoch,
+            "max_epoch": cfg.SOLVER.MAX_EPOCH,
+            "train_wall_time": wall_time(time.time() - start_time),
+            "train_memory": memory_summary(cfg),
+            "decode_failures": failures_per_epoch,
+            **tracker.values,
+        },
+    )
+    if du.is_root_proc():
+        logger.info("%s", format_summary(summary))
+    return summary

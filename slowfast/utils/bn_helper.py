@@ -1,0 +1,65 @@
+"""Precise batch-norm statistics (fvcore's ``update_bn_stats``) for single and multi-process
+runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator, List
+
+from torch import nn
+
+from slowfast.utils import distributed as du
+
+logger = logging.getLogger(__name__)
+
+
+def get_bn_modules(model: nn.Module) -> List[nn.Module]:
+    """The batch-norm layers of ``model`` that are in training mode (those precise BN updates)."""
+    from fvcore.nn.precise_bn import get_bn_modules as _fv_get_bn_modules
+
+    return _fv_get_bn_modules(model)
+
+
+def calculate_and_update_precise_bn(
+    loader: Iterable, model: nn.Module, num_iters: int = 200, use_gpu: bool = True
+) -> int:
+    """Recompute the running statistics of ``model``'s batch norms over ``num_iters`` batches.
+
+    Each process computes the statistics of its own batches; they are then averaged over the
+    processes, so every rank ends with the same buffers. ``model`` may be DDP-wrapped (its inner
+    module is used, without gradients). Returns the number of batch-norm layers updated.
+    """
+    from fvcore.nn.precise_bn import update_bn_stats
+
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    bn_layers = get_bn_modules(inner)
+    if not bn_layers or num_iters <= 0:
+        return 0
+
+    def _inputs() -> Iterator:
+        for inputs, *_ in loader:
+            if use_gpu:
+                inputs = [x.cuda(non_blocking=True) for x in inputs]
+            yield inputs
+
+    was_training = inner.training
+    inner.train()
+    update_bn_stats(inner, _inputs(), num_iters)
+    inner.train(was_training)
+    if du.get_world_size() > 1:
+        buffers = [b for m in bn_layers for b in (m.running_mean, m.running_var)]
+        du.all_reduce(buffers, average=True)
+    logger.info("precise BN: updated %d batch norms over %d batches", len(bn_layers), num_iters)
+    return len(bn_layers)
+
+
+def aggregate_sub_bn_stats(model: nn.Module) -> int:
+    """Fold the split statistics of sub-batch-norm layers (those with ``aggregate_stats``) into
+    their evaluation statistics; return how many were folded."""
+    count = 0
+    for m in model.modules():
+        fold = getattr(m, "aggregate_stats", None)
+        if callable(fold):
+            fold()
+            count += 1
+    return count
