@@ -68,7 +68,7 @@ class SubBatchNorm3d(nn.Module):
     """Batch norm whose training statistics are computed on ``num_splits`` parts of the batch.
 
     In training, the batch of N clips is viewed as N / num_splits clips of num_splits * C channels
-    (consecutive clips form one part) and normalised by ``split_bn``; in evaluation ``bn`` is used,
+    (so clip i belongs to part i % num_splits) and normalised by ``split_bn``; in evaluation ``bn`` is used,
     whose statistics :meth:`aggregate_stats` sets from those of the parts. One pair of affine
     parameters (``weight``, ``bias``) is shared, as in PySlowFast.
     """

@@ -137,3 +137,80 @@ class ResNetBasicHead(nn.Module):
         if len(inputs) != self.num_pathways:
             raise ValueError(f"expected {self.num_pathways} pathway input(s), got {len(inputs)}")
         return self.classify(self.pool(inputs))
+
+
+class ResNetRoIHead(nn.Module):
+    """Detection head (AVA): per pathway, temporal average pooling of the whole clip
+    (``s{p}_tpool``), RoIAlign of each box (``s{p}_roi``) and spatial max pooling of the
+    aligned grid (``s{p}_spool``); then dropout, ``projection`` and the activation (in train and
+    eval mode, as in PySlowFast).
+
+    Args:
+        dim_in: channels of each pathway.
+        num_classes: outputs.
+        pool_size: per pathway, [T, 1, 1]: the temporal pooling window (the clip's frames).
+        resolution: per pathway, the RoIAlign output [h, w] (``DETECTION.ROI_XFORM_RESOLUTION``).
+        scale_factor: per pathway, the feature stride (``DETECTION.SPATIAL_SCALE_FACTOR``).
+        dropout_rate: dropout before the projection.
+        act_func: "softmax", "sigmoid" or "none".
+        aligned: RoIAlign with the half-pixel offset (``DETECTION.ALIGNED``).
+
+    ``forward(inputs, bboxes)`` takes ``bboxes`` (K, 5) as [clip index, x1, y1, x2, y2] in input
+    pixels and returns (K, num_classes).
+    """
+
+    def __init__(
+        self,
+        dim_in: Sequence[int],
+        num_classes: int,
+        pool_size: Sequence[Sequence[int]],
+        resolution: Sequence[Sequence[int]],
+        scale_factor: Sequence[float],
+        dropout_rate: float = 0.0,
+        act_func: str = "softmax",
+        aligned: bool = True,
+    ) -> None:
+        super().__init__()
+        from slowfast.models.roi_align import ROIAlign
+
+        if not len(dim_in) == len(pool_size) == len(resolution) == len(scale_factor):
+            raise ValueError(
+                "ResNetRoIHead: dim_in, pool_size, resolution and scale_factor need one entry "
+                "per pathway"
+            )
+        self.num_pathways = len(dim_in)
+        for p in range(self.num_pathways):
+            self.add_module(f"s{p}_tpool", TemporalPool(int(pool_size[p][0]), "avg"))
+            roi = ROIAlign(
+                resolution[p],
+                spatial_scale=1.0 / scale_factor[p],
+                sampling_ratio=0,
+                aligned=aligned,
+            )
+            self.add_module(f"s{p}_roi", roi)
+            self.add_module(f"s{p}_spool", nn.MaxPool2d(list(resolution[p]), stride=1))
+        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0.0 else None
+        self.projection = nn.Linear(sum(dim_in), num_classes, bias=True)
+        self.act = make_activation(act_func)
+
+    def forward(self, inputs: List[torch.Tensor], bboxes: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != self.num_pathways:
+            raise ValueError(f"expected {self.num_pathways} pathway input(s), got {len(inputs)}")
+        pooled = []
+        for p, x in enumerate(inputs):
+            x = self._modules[f"s{p}_tpool"](x)
+            if x.shape[2] != 1:
+                raise ValueError(
+                    f"ResNetRoIHead: pathway {p} has {x.shape[2]} frames left after temporal "
+                    "pooling; the clip must have the frames the head was built for"
+                )
+            x = self._modules[f"s{p}_roi"](x.squeeze(2), bboxes)
+            pooled.append(self._modules[f"s{p}_spool"](x))
+        x = torch.cat(pooled, 1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        x = self.projection(x.reshape(x.shape[0], -1))
+        if self.act is not None:
+            # Softmax over classes: the projection output is (K, classes) here.
+            x = torch.softmax(x, dim=1) if isinstance(self.act, nn.Softmax) else self.act(x)
+        return x

@@ -6,6 +6,7 @@ into those arguments. Submodule names are PySlowFast's (``s1``, ``s1_fuse``, ``s
 ``pathway0_pool``, ``head``), so state dicts are interchangeable with its checkpoints.
 """
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn as nn
 
 from slowfast.models.batchnorm_helper import NormFactory, get_norm_from_cfg
 from slowfast.models.build import MODEL_REGISTRY
-from slowfast.models.head_helper import ResNetBasicHead
+from slowfast.models.head_helper import ResNetBasicHead, ResNetRoIHead
 from slowfast.models.resnet_helper import ResStage
 from slowfast.models.stem_helper import VideoModelStem
 from slowfast.models.weight_init_helper import init_weights
@@ -143,6 +144,9 @@ class VideoResNet(nn.Module):
             variants).
         slowfast: for two pathways, a dict with ``alpha``, ``beta_inv``,
             ``fusion_conv_channel_ratio``, ``fusion_kernel``, ``fusion_bn``, ``fusion_relu``.
+        detection: for a detection (RoI) head, a dict with ``resolution`` (RoIAlign output
+            size), ``scale_factor`` (feature stride) and ``aligned``; ``head_pool_size`` then
+            gives each pathway's temporal window as [T, 1, 1]. ``forward`` then needs ``bboxes``.
         fc_init_std: std of the head's projection at initialisation.
         zero_init_final_bn: start each residual branch at zero.
     """
@@ -175,6 +179,7 @@ class VideoResNet(nn.Module):
         stem_pool_pad: bool = True,
         temporal_pool_after_res2: bool = True,
         slowfast: Optional[dict] = None,
+        detection: Optional[dict] = None,
         fc_init_std: float = 0.01,
         zero_init_final_bn: bool = False,
     ) -> None:
@@ -263,16 +268,30 @@ class VideoResNet(nn.Module):
                     else:
                         self.pool_names.append(None)
 
-        if head_pool_size is None:
-            head_pool_size = [None] * n
-        self.head = ResNetBasicHead(
-            dim_in=dims,
-            num_classes=num_classes,
-            pool_size=head_pool_size,
-            pool_type=final_pool,
-            dropout_rate=dropout_rate,
-            act_func=head_act,
-        )
+        self.enable_detection = detection is not None
+        if detection is not None:
+            if head_pool_size is None:
+                raise ValueError("a detection head needs head_pool_size ([T, 1, 1] per pathway)")
+            res = int(detection["resolution"])
+            self.head = ResNetRoIHead(
+                dim_in=dims,
+                num_classes=num_classes,
+                pool_size=head_pool_size,
+                resolution=[[res, res]] * n,
+                scale_factor=[detection["scale_factor"]] * n,
+                dropout_rate=dropout_rate,
+                act_func=head_act,
+                aligned=detection["aligned"],
+            )
+        else:
+            self.head = ResNetBasicHead(
+                dim_in=dims,
+                num_classes=num_classes,
+                pool_size=head_pool_size if head_pool_size is not None else [None] * n,
+                pool_type=final_pool,
+                dropout_rate=dropout_rate,
+                act_func=head_act,
+            )
         init_weights(self, fc_init_std, zero_init_final_bn)
 
     def _add_fusion(
@@ -313,7 +332,9 @@ class VideoResNet(nn.Module):
 
     def forward(self, x: List[torch.Tensor], bboxes: Optional[torch.Tensor] = None) -> torch.Tensor:
         features = self.forward_features(x)
-        if bboxes is not None:
+        if self.enable_detection:
+            if bboxes is None:
+                raise ValueError("a detection model (DETECTION.ENABLE) needs bboxes")
             return self.head(features, bboxes)
         return self.head(features)
 
@@ -368,14 +389,24 @@ def video_resnet_kwargs(cfg, arch: Optional[str] = None, no_pool: bool = False) 
     pool1 = POOL1[arch]
     crop = _crop_size(cfg)
     frames = _head_frames(cfg, n)
-    head_pool = [
-        [
-            frames[p] // pool1[p][0] if not no_pool else frames[p],
-            crop // 32 // pool1[p][1],
-            crop // 32 // pool1[p][2],
-        ]
-        for p in range(n)
-    ]
+    detection = None
+    if cfg.DETECTION.ENABLE:
+        detection = {
+            "resolution": cfg.DETECTION.ROI_XFORM_RESOLUTION,
+            "scale_factor": cfg.DETECTION.SPATIAL_SCALE_FACTOR,
+            "aligned": cfg.DETECTION.ALIGNED,
+        }
+    strides = _per_pathway(cfg.RESNET.SPATIAL_STRIDES, n, "RESNET.SPATIAL_STRIDES")
+    head_pool = []
+    for p in range(n):
+        # Stem conv and max pool stride 2 each, then the stages' strides (32 for PySlowFast's
+        # defaults, where its builder hard-codes crop // 32).
+        stride = 4 * math.prod(stage[p] for stage in strides)
+        temporal = frames[p] if no_pool else frames[p] // pool1[p][0]
+        spatial = (
+            [1, 1] if detection else [crop // stride // pool1[p][1], crop // stride // pool1[p][2]]
+        )
+        head_pool.append([temporal] + spatial)
     nl_pool = [
         list(stage)[:n] if len(stage) >= n else list(stage) * n for stage in cfg.NONLOCAL.POOL
     ]
@@ -420,6 +451,7 @@ def video_resnet_kwargs(cfg, arch: Optional[str] = None, no_pool: bool = False) 
         "stem_pool_pad": cfg.RESNET.get("STEM_POOL_PAD", True),
         "temporal_pool_after_res2": not no_pool,
         "slowfast": slowfast,
+        "detection": detection,
         "fc_init_std": cfg.MODEL.FC_INIT_STD,
         "zero_init_final_bn": cfg.RESNET.ZERO_INIT_FINAL_BN,
     }
