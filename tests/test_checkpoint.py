@@ -4,6 +4,7 @@ import logging
 import os
 import pickle
 import re
+import struct
 from typing import Dict
 
 import numpy as np
@@ -496,6 +497,43 @@ def test_caffe2_pickle_converts_and_loads_strictly(tmp_path, caplog):
     assert_state_equal(src.state_dict(), dst.state_dict(), skip=bookkeeping)
     x = inputs_for(cfg)
     assert torch.equal(src(x), dst(x))
+
+
+def py2_pickle(blobs: Dict[str, np.ndarray]) -> bytes:
+    """The bytes Python 2 + numpy 1 write for ``{'blobs': blobs}`` (protocol 2, str = bytes)."""
+
+    def pystr(b: bytes) -> bytes:  # a Python 2 str: SHORT_BINSTRING / BINSTRING
+        if len(b) < 256:
+            return b"U" + bytes([len(b)]) + b
+        return b"T" + struct.pack("<i", len(b)) + b
+
+    out = [b"\x80\x02}(" + pystr(b"blobs") + b"}("]
+    for name, arr in blobs.items():
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        out.append(pystr(name.encode()))
+        out.append(
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + pystr(b"b")
+        )
+        out.append(b"\x87R(K\x01")
+        out.append(b"(" + b"".join(b"J" + struct.pack("<i", d) for d in arr.shape) + b"t")
+        out.append(b"cnumpy\ndtype\n" + pystr(b"f4") + b"K\x00K\x01\x87R")
+        out.append(b"(K\x03" + pystr(b"<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+        out.append(b"\x89" + pystr(arr.tobytes()) + b"tb")
+    out.append(b"uu.")
+    return b"".join(out)
+
+
+def test_python2_caffe2_pickle_is_read(tmp_path):
+    gen = np.random.default_rng(0)
+    blobs = {"conv1_w": gen.standard_normal((4, 3, 1, 7, 7)), "pred_b": gen.standard_normal(5)}
+    blobs["res_conv1_bn_riv"] = np.arange(256 * 2, dtype=np.float32) / 7  # > 255 bytes of data
+    f = tmp_path / "py2.pkl"
+    f.write_bytes(py2_pickle(blobs))
+    read = load_caffe2_blobs(str(f))
+    assert set(read) == set(blobs)
+    for name, arr in blobs.items():
+        np.testing.assert_array_equal(read[name], arr.astype(np.float32))
+        assert read[name].dtype == np.float32
 
 
 def test_caffe2_2d_pickle_inflates_via_config(tmp_path):

@@ -373,7 +373,7 @@ class LoadReport:
             rows.extend([k, status, *self.shapes.get(k, ("-", "-"))] for k in keys)
         text = tabulate(summary, headers=["keys", "count"], tablefmt="pipe")
         if rows:
-            text += "\n" + tabulate(
+            text += "\n\n" + tabulate(
                 rows, headers=["key", "status", "checkpoint", "model"], tablefmt="pipe"
             )
         return text
@@ -565,6 +565,11 @@ def _read_model_state(path: str, checkpoint: Any) -> Mapping[str, torch.Tensor]:
     return state
 
 
+def _key_list(keys: Sequence[str], limit: int = 30) -> str:
+    more = f" (+{len(keys) - limit} more, see the table in the log)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def load_checkpoint(
     path_to_checkpoint: str,
     model: nn.Module,
@@ -617,20 +622,22 @@ def load_checkpoint(
     to_load, report = match_state_dict(state, model_state, inflation=inflation)
     if origin:
         for key in report.unexpected:
-            logger.warning("Caffe2 blob %s converts to %s, not a model key", origin[key], key)
+            blob = origin.get(key, key)
+            logger.warning("Caffe2 blob %s converts to %s, not a model key", blob, key)
     logger.info("Checkpoint %s:\n%s", path_to_checkpoint, report.table())
     if report.head_reinit:
+        shapes = [
+            f"{k}: {report.shapes[k][0]} vs model {report.shapes[k][1]}" for k in report.head_reinit
+        ]
         logger.warning(
             "Re-initialised %s: the checkpoint's classifier has another number of classes "
             "(%s); the model's fresh initialisation is kept",
             ", ".join(report.head_reinit),
-            "; ".join(
-                f"{k}: {c} vs model {m}" for k in report.head_reinit for c, m in [report.shapes[k]]
-            ),
+            "; ".join(shapes),
         )
     offending = {kind: keys for kind, keys in report.offending().items() if keys}
     if strict and offending:
-        details = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in offending.items())
+        details = "; ".join(f"{kind}: {_key_list(keys)}" for kind, keys in offending.items())
         raise ValueError(
             f"Strict loading of {path_to_checkpoint} failed ({details}). Set "
             "TRAIN/TEST.CHECKPOINT_STRICT False to load the matching keys only."
