@@ -14,8 +14,10 @@ multiply-accumulates (fvcore's "FLOP", which is what papers in the field report)
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+import warnings
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -137,6 +139,25 @@ def _get_model_analysis_input(
     return (inputs,)
 
 
+def _fvcore_nn() -> Any:
+    """``fvcore.nn``, imported without the deprecation warning its ``focal_loss`` module raises
+    (it calls ``torch.jit.script`` at import time)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*torch.jit.script.*", category=DeprecationWarning
+        )
+        import fvcore.nn
+    return fvcore.nn
+
+
+def _fvcore_default_flop_handles() -> Dict[str, Any]:
+    """fvcore's default FLOP handles (a copy; fvcore's own table is left untouched)."""
+    _fvcore_nn()
+    # ``fvcore.nn.flop_count`` is the function (the package re-exports it); take the module.
+    module = importlib.import_module("fvcore.nn.flop_count")
+    return dict(module._DEFAULT_SUPPORTED_OPS)
+
+
 def _keyed_handle(op: str, handle: Any) -> Any:
     """Wrap an fvcore op handle so that its count is reported under the full op name."""
 
@@ -188,13 +209,12 @@ def flop_breakdown(model: nn.Module, cfg: Any, use_train_input: bool) -> Dict[st
     """GFLOPs of one view per fvcore operator (``aten::_convolution``, ``aten::batch_norm``...),
     with every operator fvcore has a handle for; the model is traced once, in eval mode.
     """
-    from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
-
-    handles = {op: _keyed_handle(op, h) for op, h in _DEFAULT_SUPPORTED_OPS.items() if h}
+    fvnn = _fvcore_nn()
+    defaults = _fvcore_default_flop_handles()
+    handles = {op: _keyed_handle(op, h) for op, h in defaults.items() if h}
     with _EvalMode(model):
         inputs = _get_model_analysis_input(cfg, use_train_input, _model_device(model))
-        analysis = FlopCountAnalysis(model, inputs)
+        analysis = fvnn.FlopCountAnalysis(model, inputs)
         analysis.clear_op_handles()
         analysis.set_op_handle(**handles)
         _run_analysis(analysis, "FLOP count")
@@ -216,11 +236,11 @@ def get_flops(model: nn.Module, cfg: Any, use_train_input: bool, count_bn: bool 
 
 def get_activations(model: nn.Module, cfg: Any, use_train_input: bool) -> float:
     """Activations (outputs of convolutions and linear layers) of one view, in millions."""
-    from fvcore.nn import ActivationCountAnalysis
-
     with _EvalMode(model):
         inputs = _get_model_analysis_input(cfg, use_train_input, _model_device(model))
-        analysis = _run_analysis(ActivationCountAnalysis(model, inputs), "activation count")
+        analysis = _run_analysis(
+            _fvcore_nn().ActivationCountAnalysis(model, inputs), "activation count"
+        )
         total = analysis.total()
     return total / 1e6
 
@@ -244,6 +264,28 @@ def get_model_stats(
     if mode == "activation":
         return get_activations(model, cfg, use_train_input)
     raise ValueError(f"get_model_stats: mode must be 'flop' or 'activation', got {mode!r}")
+
+
+def model_summary(
+    model: nn.Module, cfg: Any, use_train_input: bool = False, activations: bool = True
+) -> Dict[str, Any]:
+    """Parameters, GFLOPs (both conventions, one trace), activations and input shapes of one view.
+
+    Returns:
+        ``{"params", "params_without_bn", "gflops" (the paper's), "gflops_with_bn" (fvcore's
+        default ops), "mactivations" (None when ``activations`` is False), "input" (one
+        ``[1, C, T, H, W]`` per pathway), "by_operator" (GFLOPs per fvcore operator)}``.
+    """
+    breakdown = flop_breakdown(model, cfg, use_train_input)
+    return {
+        "params": params_count(model),
+        "params_without_bn": params_count(model, ignore_bn=True),
+        "gflops": sum_flops(breakdown, count_bn=False),
+        "gflops_with_bn": sum_flops(breakdown, count_bn=True),
+        "mactivations": get_activations(model, cfg, use_train_input) if activations else None,
+        "input": analysis_input_shapes(cfg, use_train_input),
+        "by_operator": dict(sorted(breakdown.items())),
+    }
 
 
 def log_model_info(model: nn.Module, cfg: Any, use_train_input: bool = True) -> None:
