@@ -321,6 +321,17 @@ def test_sub_batchnorm_saved_as_plain_and_loaded_both_ways(tmp_path):
     assert torch.equal(s2[key + ".weight"], saved[key + ".weight"])
 
 
+def test_batchnorm_checkpoint_loads_strictly_into_frozen_batchnorm(tmp_path):
+    cfg = tiny_cfg(arch="slow", out=tmp_path)
+    src = build(cfg, seed=1)
+    path = cu.save_checkpoint(str(tmp_path), src, None, 0, cfg)
+    frozen = build(tiny_cfg(arch="slow", norm="frozen_batchnorm"), seed=2)
+    assert not any(k.endswith("num_batches_tracked") for k in frozen.state_dict())
+    cu.load_checkpoint(path, frozen, data_parallel=False, strict=True)
+    for k, v in frozen.state_dict().items():
+        assert torch.equal(v, src.state_dict()[k]), k
+
+
 # --------------------------------------------------------------------------------------------
 # 2D -> 3D inflation
 # --------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ CHECKPOINT_SUBDIR = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint_epoch_(\d+)\.pyth$")
 # Parameters of the classifier; a class-count change re-initialises them instead of failing.
 HEAD_PREFIXES: Tuple[str, ...] = ("head.projection.",)
-# Buffers that carry no learned state; their absence is not reported as missing.
+# Buffers that carry no learned state: not reported when missing or unexpected (frozen batch
+# norms have no batch counter; Caffe2 files never have one).
 _BOOKKEEPING_SUFFIXES: Tuple[str, ...] = ("num_batches_tracked",)
 _DDP_PREFIX = "module."
 
@@ -418,7 +419,7 @@ def match_state_dict(
         else:
             report.mismatched.append(key)
     for key, value in ckpt_state.items():
-        if key not in model_state:
+        if key not in model_state and not key.endswith(_BOOKKEEPING_SUFFIXES):
             report.unexpected.append(key)
             report.shapes[key] = (_shape(value), "-")
     return to_load, report
