@@ -56,7 +56,7 @@ _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 _C.TRAIN.CHECKPOINT_INFLATE = False
 # Restart the epoch count at 0 when initialising from CHECKPOINT_FILE_PATH.
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
-# Regular expressions removed from checkpoint parameter names before loading.
+# Substrings removed from checkpoint parameter names before loading (first occurrence).
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 
 # ---------------------------------------------------------------------------- #
