@@ -29,6 +29,15 @@ ALPHA = 4
 CLASSES = 5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions run far faster on one thread than on contended cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_cfg(arch: str = "slow", **overrides):
     """A config for a narrow model on 32 px, 8-frame clips (SlowFast: 2 slow frames)."""
     cfg = get_cfg()
