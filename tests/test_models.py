@@ -223,6 +223,8 @@ def test_eval_head_is_fully_convolutional_average_of_probabilities():
     logits = head(small)
     feats = torch.cat([x.mean(dim=(2, 3, 4)) for x in small], 1)
     torch.testing.assert_close(logits, head.projection(feats))
+    with pytest.raises(ValueError, match="TRAIN_CROP_SIZE"):
+        head(inputs)
 
 
 def test_final_pool_max_temporal():

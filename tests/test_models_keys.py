@@ -128,6 +128,9 @@ def test_every_compat_config_builds_with_pyslowfast_shapes(shared_dir):
                     1,
                 ), where
                 dim_in[0] += fast * ratio
+                fusion_bn = cfg.SLOWFAST.FUSION_BN
+                assert (f"{stage}_fuse.bn.weight" in sd) == fusion_bn, where
+                assert (f"{stage}_fuse.conv_f2s.bias" in sd) == (not fusion_bn), where
             assert f"s{k + 6}.pathway0_res0.branch2.a.weight" not in sd
         assert sd["head.projection.weight"].shape == (cfg.MODEL.NUM_CLASSES, sum(dim_in)), where
 

@@ -26,7 +26,7 @@ def build_model(cfg, gpu_id: Optional[int] = None) -> nn.Module:
 
     Raises:
         KeyError: for a name that is not registered, listing the registered names.
-        RuntimeError: ``cfg.NUM_GPUS > 0`` without CUDA.
+        RuntimeError: ``cfg.NUM_GPUS`` exceeds the visible GPUs.
     """
     # Importing the package registers the models.
     import slowfast.models  # noqa: F401
@@ -40,6 +40,11 @@ def build_model(cfg, gpu_id: Optional[int] = None) -> nn.Module:
         if not torch.cuda.is_available():
             raise RuntimeError(
                 f"NUM_GPUS is {cfg.NUM_GPUS} but CUDA is not available; set NUM_GPUS 0 for CPU"
+            )
+        if cfg.NUM_GPUS > torch.cuda.device_count():
+            raise RuntimeError(
+                f"NUM_GPUS is {cfg.NUM_GPUS} but only {torch.cuda.device_count()} GPU(s) are "
+                "visible"
             )
         device = torch.device("cuda", torch.cuda.current_device() if gpu_id is None else gpu_id)
         model = model.to(device)

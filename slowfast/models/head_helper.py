@@ -122,7 +122,17 @@ class ResNetBasicHead(nn.Module):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout and projection at every position of the pooled map, then (in evaluation)
-        the activation per position averaged over positions. Returns (N, num_classes)."""
+        the activation per position averaged over positions. Returns (N, num_classes).
+
+        Raises:
+            ValueError: in training, when the pooled map has more than one position.
+        """
+        if self.training and x.shape[2:].numel() != 1:
+            raise ValueError(
+                f"ResNetBasicHead: in training the pooled features must be 1x1x1, got "
+                f"{tuple(x.shape[2:])}; the training clip must have DATA.NUM_FRAMES frames of "
+                "DATA.TRAIN_CROP_SIZE pixels (larger clips are for evaluation)"
+            )
         x = x.permute(0, 2, 3, 4, 1)
         if self.dropout is not None:
             x = self.dropout(x)
