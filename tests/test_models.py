@@ -500,6 +500,17 @@ def test_build_model_errors():
     cfg.MODEL.MODEL_NAME = "ResNet"
     with pytest.raises(ValueError, match="MODEL.ARCH"):
         build_model(cfg)
+    cfg = tiny_cfg("slow", RESNET__SPATIAL_STRIDES=[[1, 1], [2, 2], [2, 2], [2, 2]])
+    with pytest.raises(ValueError, match="RESNET.SPATIAL_STRIDES"):
+        build_model(cfg)
+    cfg = tiny_cfg("slow", RESNET__DEPTH=26)
+    with pytest.raises(ValueError, match="RESNET.DEPTH"):
+        build_model(cfg)
+    # A one-pathway spec is used for both pathways of SlowFast.
+    cfg = tiny_cfg("slowfast", RESNET__NUM_BLOCK_TEMP_KERNEL=[[3], [4], [2], [3]])
+    model = build_model(cfg)
+    kernels = [model.s4._modules[f"pathway1_res{i}"].temp_kernel_size for i in range(6)]
+    assert kernels == [3, 3, 1, 1, 1, 1]
     if not torch.cuda.is_available():
         cfg = tiny_cfg("slow")
         cfg.NUM_GPUS = 1

@@ -4,6 +4,11 @@
 the registered classes ``ResNet``, ``ResNet_nopool`` and ``SlowFast`` only translate a config
 into those arguments. Submodule names are PySlowFast's (``s1``, ``s1_fuse``, ``s2``...,
 ``pathway0_pool``, ``head``), so state dicts are interchangeable with its checkpoints.
+
+Module types that a wrapper can find with ``model.modules()`` (the models know nothing of them):
+``ResNetBasicStem`` (one per pathway, ``temporal_kernel``), ``ResBlock`` (``temp_kernel_size``),
+``Nonlocal``, ``FuseFastToSlow`` (``alpha``) and the head's ``TemporalPool`` (``kernel_t``,
+``mode``). Every forward takes and returns new lists; nothing is modified in place.
 """
 
 import math
@@ -350,8 +355,6 @@ def _per_pathway(value: Sequence, n: int, key: str) -> List[list]:
             out.append(stage)
         elif len(stage) == 1:
             out.append(stage * n)
-        elif len(stage) > n:
-            out.append(stage[:n])
         else:
             raise ValueError(f"{key} needs one value per pathway ({n}) in each stage, got {value}")
     return out
