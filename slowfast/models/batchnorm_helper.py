@@ -7,8 +7,9 @@ callable with that signature (``nn.BatchNorm3d`` is one).
 - ``frozen_batchnorm``: :class:`FrozenBatchNorm3d`, fixed statistics and affine terms (buffers).
 - ``sub_batchnorm``: :class:`SubBatchNorm3d`, statistics computed on ``BN.NUM_SPLITS`` parts of
   the batch; state-dict keys ``weight``, ``bias``, ``bn.*``, ``split_bn.*`` as in PySlowFast.
-- ``sync_batchnorm``: ``nn.SyncBatchNorm`` when a process group with more than one process is
-  initialised, plain ``nn.BatchNorm3d`` otherwise (said once in the log).
+- ``sync_batchnorm``: ``nn.SyncBatchNorm`` (over the whole process group; ``BN.NUM_SYNC_DEVICES``
+  is not used) when a process group with more than one process is initialised and CUDA is
+  available, plain ``nn.BatchNorm3d`` otherwise (said once in the log).
 """
 
 import logging
@@ -122,10 +123,14 @@ _sync_fallback_logged = False
 def _sync_batchnorm(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
     global _sync_fallback_logged
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed and torch.cuda.is_available():
         return nn.SyncBatchNorm(num_features, eps=eps, momentum=momentum)
     if not _sync_fallback_logged:
-        logger.info("BN.NORM_TYPE sync_batchnorm without a distributed run: using BatchNorm3d")
+        logger.info(
+            "BN.NORM_TYPE sync_batchnorm needs a multi-process CUDA run; using BatchNorm3d "
+            "(statistics per process)"
+        )
         _sync_fallback_logged = True
     return nn.BatchNorm3d(num_features, eps=eps, momentum=momentum)
 
