@@ -29,7 +29,8 @@ SIZE = 8
 
 
 class TinyNet(nn.Module):
-    """conv (1x3x3) -> ReLU -> global average -> linear; no batch statistics. Eval mode applies
+    """conv (1x3x3) -> tanh (smooth: no ReLU kink to amplify rounding) -> global average ->
+    linear; no batch statistics. Eval mode applies
     ``MODEL.HEAD_ACT``."""
 
     last: Optional[TinyNet] = None
@@ -44,7 +45,7 @@ class TinyNet(nn.Module):
         TinyNet.last = self
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
-        x = torch.relu(self.conv(inputs[0])).mean(dim=(2, 3, 4))
+        x = torch.tanh(self.conv(inputs[0])).mean(dim=(2, 3, 4))
         x = self.fc(x)
         return x if self.training else self.act(x)
 

@@ -4,9 +4,9 @@
   process group is joined through ``env://``. With ``NUM_GPUS 0`` each process is a CPU rank
   (use ``DIST_BACKEND gloo``); with GPUs, ``NUM_GPUS`` must equal the processes per machine.
 - ``NUM_GPUS > 1`` or ``NUM_SHARDS > 1``: ``torch.multiprocessing.spawn`` starts
-  ``max(NUM_GPUS, 1)`` processes on this machine; ranks are ``SHARD_ID * NUM_GPUS + local``;
-  machines meet at ``--init_method tcp://HOST:PORT``. When one process raises, ``spawn``
-  stops the others and re-raises its error here.
+  ``max(NUM_GPUS, 1)`` processes on this machine (a single one runs in this process); ranks
+  are ``SHARD_ID * NUM_GPUS + local``; machines meet at ``--init_method tcp://HOST:PORT``.
+  When one process raises, ``spawn`` stops the others and re-raises its error here.
 - otherwise ``func(cfg)`` runs in this process.
 
 A process that waits on a dead peer fails after the collective timeout (``distributed.py``),
@@ -97,19 +97,10 @@ def launch_job(
         if cfg.NUM_GPUS == 0 and cfg.DIST_BACKEND == "nccl":
             raise ValueError("NUM_GPUS 0 with NUM_SHARDS > 1 needs DIST_BACKEND gloo")
         nprocs = max(cfg.NUM_GPUS, 1)
-        torch.multiprocessing.spawn(
-            run,
-            nprocs=nprocs,
-            args=(
-                nprocs,
-                func,
-                init_method,
-                cfg.SHARD_ID,
-                cfg.NUM_SHARDS,
-                cfg.DIST_BACKEND,
-                cfg,
-            ),
-            daemon=daemon,
-        )
+        args = (nprocs, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, cfg.DIST_BACKEND, cfg)
+        if nprocs == 1:  # one process on this machine: no need for a child
+            run(0, *args)
+        else:
+            torch.multiprocessing.spawn(run, nprocs=nprocs, args=args, daemon=daemon)
         return
     func(cfg)
