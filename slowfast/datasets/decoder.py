@@ -107,7 +107,10 @@ def pyav_video_info(container) -> VideoInfo:
             num_frames = int(round(float(stream.duration * time_base) * fps))
         elif container.duration:  # in microseconds
             num_frames = int(round(container.duration / 1_000_000 * fps))
-    start = _first_packet_pts(container, stream)
+    # Reading a packet moves the container; only done where a seek follows.
+    start = None
+    if fps > 0 and num_frames > 0 and time_base is not None:
+        start = _first_packet_pts(container, stream)
     if start is None:
         start = stream.start_time if stream.start_time is not None else 0
     return VideoInfo(fps=fps, num_frames=num_frames, time_base=time_base, start_pts=int(start))
@@ -157,7 +160,7 @@ def _fill(
 def _pyav_decode_from(container, info: VideoInfo, wanted: Sequence[int], seek_pts: Optional[int]):
     """Seek (to the start when ``seek_pts`` is None) and decode forward up to max(wanted).
 
-    Returns (frames by index, (last index, last frame)) or None when the seek
+    Returns (frames by index, (last index, last frame), frames decoded) or None when the seek
     landed after the first wanted frame or frames carry no time stamp (the caller then decodes
     from the start).
     """
@@ -171,7 +174,9 @@ def _pyav_decode_from(container, info: VideoInfo, wanted: Sequence[int], seek_pt
     got: Dict[int, np.ndarray] = {}
     last = None
     idx = None
+    count = 0
     for frame in container.decode(stream):
+        count += 1
         if idx is None:
             if from_start:
                 idx = 0
@@ -188,11 +193,15 @@ def _pyav_decode_from(container, info: VideoInfo, wanted: Sequence[int], seek_pt
         last = (idx, frame)
         if idx >= hi:
             break
-    return got, last
+    return got, last, count
 
 
 def pyav_decode_frames(
-    container, indices: Sequence[int], info: Optional[VideoInfo] = None, path: str = ""
+    container,
+    indices: Sequence[int],
+    info: Optional[VideoInfo] = None,
+    path: str = "",
+    stats: Optional[Dict[str, int]] = None,
 ) -> torch.Tensor:
     """Decode the frames at ``indices`` (positions from the start) of an open PyAV container.
 
@@ -201,7 +210,10 @@ def pyav_decode_frames(
     placed by its time stamp and the following ones by decoding order (robust to the shuffled
     time stamps of B-frames in AVI files). A seek that lands too late, or a stream without time
     stamps, falls back to decoding from the start. Indices past the end of the video get the
-    last frame. Returns ``(len(indices), H, W, 3)`` uint8 RGB.
+    last frame. Returns ``(len(indices), H, W, 3)`` uint8 RGB; ``stats`` (when given) receives
+    ``last_index``, the index of the last frame decoded (below ``max(indices)`` when the video
+    ends earlier than its header says), and ``decoded_frames``, how many frames the final pass
+    decoded.
     """
     path = path or str(getattr(container, "name", ""))
     info = info or pyav_video_info(container)
@@ -221,12 +233,16 @@ def pyav_decode_frames(
                     )
         if result is None:
             result = _pyav_decode_from(container, info, wanted, None)
-        got, last = result
+        got, last, count = result
+        if stats is not None:
+            stats["decoded_frames"] = count
+            if last is not None:
+                stats["last_index"] = last[0]
+        return torch.from_numpy(np.stack(_fill(wanted, got, last, path)))
     except DecodeError:
         raise
-    except Exception as err:  # av.error.* while demuxing or decoding
+    except Exception as err:  # av.error.* while demuxing or decoding, frames of mixed sizes
         raise DecodeError(path, f"{type(err).__name__}: {err}") from err
-    return torch.from_numpy(np.stack(_fill(wanted, got, last, path)))
 
 
 def pyav_decode_all(container, path: str = "") -> torch.Tensor:

@@ -106,6 +106,11 @@ class Kinetics(torch.utils.data.Dataset):
     def num_videos(self) -> int:
         return len(self._path_to_videos)
 
+    @property
+    def video_paths(self) -> List[str]:
+        """The video files, one per video."""
+        return list(self._path_to_videos)
+
     def __len__(self) -> int:
         return self.num_videos * self._num_clips
 
@@ -169,7 +174,7 @@ class Kinetics(torch.utils.data.Dataset):
                     target_fps=cfg.DATA.TARGET_FPS,
                     backend=cfg.DATA.DECODING_BACKEND,
                     multi_thread_decode=cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE,
-                    use_offset=bool(cfg.DATA.get("USE_OFFSET_SAMPLING", False)),
+                    use_offset=bool(cfg.DATA.USE_OFFSET_SAMPLING),
                 )
             except DecodeError as err:
                 failures.append([err.path, err.reason])

@@ -112,6 +112,51 @@ def render_video(spec: VideoSpec) -> np.ndarray:
     return frames
 
 
+def index_coded_frames(num_frames: int, height: int, width: int, bits: int = 0) -> np.ndarray:
+    """Frames that show their own index in binary: ``bits`` horizontal bands (bit 0 at the top),
+    white for 1, black for 0; ``(T, H, W, 3)`` uint8. ``bits`` 0 picks just enough for
+    ``num_frames``. Survives lossy coding, left-right crops, flips and resizing; read back with
+    :func:`read_index_code`. For testing temporal sampling end to end."""
+    bits = bits or max(1, int(np.ceil(np.log2(max(num_frames, 2)))))
+    if height < 2 * bits:
+        raise ValueError(f"height {height} is too small for {bits} bands of 2 rows")
+    band = np.minimum(np.arange(height) * bits // height, bits - 1)  # band of each row
+    t = np.arange(num_frames)[:, None]
+    on = ((t >> band[None, :]) & 1).astype(np.uint8) * 255  # (T, H)
+    return np.broadcast_to(on[:, :, None, None], (num_frames, height, width, 3)).copy()
+
+
+def read_index_code(frames: np.ndarray, bits: int) -> np.ndarray:
+    """Frame indices shown by :func:`index_coded_frames` frames of any size, ``(T, H, W)`` or
+    ``(T, H, W, C)`` in any intensity scale (thresholded at the mid-range)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim == 4:
+        frames = frames.mean(axis=-1)
+    height = frames.shape[1]
+    rows = [int((b + 0.5) * height / bits) for b in range(bits)]  # centre row of each band
+    level = (frames.max() + frames.min()) / 2
+    on = frames[:, rows, :].mean(axis=2) > level  # (T, bits)
+    return (on * (1 << np.arange(bits))[None, :]).sum(axis=1).astype(np.int64)
+
+
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 RGB frame as PyAV's ``yuv420p`` array ``(H * 3 / 2, W)``:
+    BT.601 limited range, chroma averaged over 2 x 2 pixels. Done here rather than by the
+    library's scaler, whose output is not reproducible from run to run."""
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).ravel()
+
+    flat = np.concatenate([y.ravel(), sub(cb), sub(cr)])
+    return np.clip(np.round(flat), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def default_codec() -> str:
     """``libx264`` when this PyAV build can encode H.264 with it, else ``mpeg4``."""
     import av
@@ -125,14 +170,15 @@ def write_video(
     fps: float,
     codec: str = "auto",
     gop: Optional[int] = None,
-    crf: int = 18,
+    qp: int = 18,
 ) -> str:
     """Encode ``(T, H, W, 3)`` uint8 RGB frames to ``path`` (container from the extension).
 
     Args:
         codec: ``"auto"`` (see :func:`default_codec`), ``"libx264"``, ``"mpeg4"``, ...
         gop: frames between key frames (None: one second).
-        crf: H.264 quality (lower is better).
+        qp: H.264 constant quantiser (lower is better; constant QP, unlike CRF rate control
+            with B-frames, encodes the same bytes on every run).
 
     Returns:
         The codec used.
@@ -152,11 +198,12 @@ def write_video(
         stream.codec_context.gop_size = int(gop) if gop else max(1, int(round(fps)))
         stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.codec_context.options = {"crf": str(crf), "preset": "veryfast"}
+            # threads=1 and constant QP: the bytes do not depend on timing
+            stream.codec_context.options = {"qp": str(qp), "preset": "veryfast", "threads": "1"}
         else:
             stream.codec_context.bit_rate = max(200_000, width * height * int(round(fps)) // 2)
         for array in frames:
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(array), format="yuv420p")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
@@ -262,6 +309,8 @@ __all__ = [
     "VideoSpec",
     "asdict",
     "default_codec",
+    "index_coded_frames",
+    "read_index_code",
     "kinetics_class_spec",
     "make_kinetics_dataset",
     "render_video",
