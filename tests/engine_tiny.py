@@ -6,7 +6,8 @@ registers ``TinyNet`` and ``TinySynth`` and then runs ``slowfast.engine.run.main
 
 Environment hooks (test-only): ``TINY_FAIL_RANK`` / ``TINY_FAIL_AT`` make that rank's dataset
 raise on its ``TINY_FAIL_AT``-th item; ``TINY_NAN_INDEX`` fills that item with NaN.
-After training, each rank saves its final weights to ``OUTPUT_DIR/final_rank{r}.pt``.
+After training, each rank saves its final weights to ``OUTPUT_DIR/final_rank{r}.pt``; then the
+test runs when ``TEST.ENABLE``.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def train_and_save(cfg) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from slowfast.engine.evaluator import test
     from slowfast.utils.multiprocessing import launch_job
     from slowfast.utils.parser import load_config, parse_args
 
@@ -171,6 +173,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args)
     launch_job(cfg, args.init_method, train_and_save)
+    if cfg.TEST.ENABLE:
+        launch_job(cfg, args.init_method, test)
     return 0
 
 

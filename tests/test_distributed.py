@@ -57,18 +57,31 @@ def _final(out, rank):
     return torch.load(os.path.join(out, f"final_rank{rank}.pt"))
 
 
+# 3 test clips over 2 ranks: the distributed sampler pads with a repeated clip.
+WITH_TEST = {
+    "SOLVER.MAX_EPOCH": 3,
+    "TEST.ENABLE": True,
+    "TEST.NUM_ENSEMBLE_VIEWS": 1,
+    "TEST.BATCH_SIZE": 2,
+    "TEST.SAVE_RESULTS_PATH": "preds.pyth",
+}
+
+
 def _one_process_reference(tmp_path):
+    from slowfast.engine.evaluator import test
     from slowfast.utils.parser import load_config, parse_args
 
     out = str(tmp_path / "single")
-    path = et.write_cfg(str(tmp_path / "single.yaml"), out, **{"SOLVER.MAX_EPOCH": 3})
-    et.train_and_save(load_config(parse_args(["--cfg", path])))
-    return _final(out, 0)
+    path = et.write_cfg(str(tmp_path / "single.yaml"), out, **WITH_TEST)
+    cfg = load_config(parse_args(["--cfg", path]))
+    et.train_and_save(cfg)
+    test(cfg)
+    return _final(out, 0), torch.load(os.path.join(out, "preds.pyth"))
 
 
 def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
     out = str(tmp_path / "ddp")
-    cfg_path = et.write_cfg(str(tmp_path / "ddp.yaml"), out, **{"SOLVER.MAX_EPOCH": 3})
+    cfg_path = et.write_cfg(str(tmp_path / "ddp.yaml"), out, **WITH_TEST)
     proc, _ = _torchrun(cfg_path, _env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rank0, rank1 = _final(out, 0), _final(out, 1)
@@ -78,11 +91,15 @@ def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
     assert os.path.isfile(os.path.join(out, "stdout_rank1.log"))
     assert "rank 1 of 2" in open(os.path.join(out, "stdout_rank1.log")).read()
 
-    single = _one_process_reference(tmp_path)
-    init = {k: v for k, v in single.items()}
+    single, single_preds = _one_process_reference(tmp_path)
+    assert set(single) == set(rank0) and single
     for key, value in single.items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
-    assert init  # the model has parameters
+    # the test gathered every clip once from both ranks: same video scores as one process
+    preds, labels = torch.load(os.path.join(out, "preds.pyth"))
+    torch.testing.assert_close(preds, single_preds[0], rtol=1e-5, atol=1e-6)
+    assert torch.equal(labels, single_preds[1])
+    assert "1 repeated test clips were counted once" in open(os.path.join(out, "stdout.log")).read()
 
 
 def test_dead_rank_ends_torchrun_job(tmp_path):
@@ -166,3 +183,19 @@ def test_collectives_without_process_group(world):
     assert du.get_world_size() == world and du.get_rank() == 0 and du.is_master_proc(0)
     assert du.all_reduce([t])[0] is t
     assert du.all_gather([t])[0] is t
+
+
+def test_torchrun_env_checks_num_gpus(monkeypatch):
+    from slowfast.config.defaults import get_cfg
+    from slowfast.utils.multiprocessing import launch_job
+
+    for key, value in {"RANK": 0, "WORLD_SIZE": 2, "LOCAL_RANK": 0, "LOCAL_WORLD_SIZE": 2}.items():
+        monkeypatch.setenv(key, str(value))
+    cfg = get_cfg()
+    cfg.NUM_GPUS = 1
+    with pytest.raises(ValueError, match="set NUM_GPUS 2"):
+        launch_job(cfg, "tcp://localhost:1", lambda c: None)
+    cfg.NUM_GPUS = 0
+    cfg.DIST_BACKEND = "nccl"
+    with pytest.raises(ValueError, match="DIST_BACKEND gloo"):
+        launch_job(cfg, "tcp://localhost:1", lambda c: None)

@@ -204,3 +204,51 @@ def test_run_net_main_trains_and_tests(tmp_path):
     assert main(["--cfg", path, "SOLVER.MAX_EPOCH", "1"]) == 0
     log = open(os.path.join(out, "stdout.log")).read()
     assert '"split": "test_final"' in log and "checkpoint_epoch_00001.pyth" in log
+
+
+class _ConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 4, 1)
+        self.bn = torch.nn.BatchNorm3d(4)
+
+    def forward(self, inputs):
+        return self.bn(self.conv(inputs[0]))
+
+
+def test_precise_bn_sets_population_statistics():
+    from slowfast.utils.bn_helper import calculate_and_update_precise_bn
+
+    torch.manual_seed(0)
+    model = _ConvBN().eval()
+    batches = [([torch.randn(2, 3, 2, 4, 4) + i], torch.zeros(2), None, {}) for i in range(3)]
+    assert calculate_and_update_precise_bn(batches, model, num_iters=3, use_gpu=False) == 1
+    assert not model.training  # mode restored
+    with torch.no_grad():
+        feats = [model.conv(b[0][0]) for b in batches]
+    # fvcore's estimate: mean and population variance over every element of the 3 batches
+    per_channel = torch.cat([f.transpose(0, 1).reshape(4, -1) for f in feats], dim=1)
+    mean = per_channel.mean(dim=1)
+    var = per_channel.var(dim=1, unbiased=False)
+    torch.testing.assert_close(model.bn.running_mean, mean)
+    torch.testing.assert_close(model.bn.running_var, var)
+
+
+def test_setup_logging_rank_files_and_console(tmp_path, capsys):
+    import logging
+
+    from slowfast.utils.logging import setup_logging
+
+    try:
+        setup_logging(str(tmp_path), rank=1)
+        logging.getLogger("x").info("hello from rank one")
+        assert "hello from rank one" in (tmp_path / "stdout_rank1.log").read_text()
+        assert "hello from rank one" not in capsys.readouterr().out
+        setup_logging(str(tmp_path), rank=0)
+        logging.getLogger("x").info("hello from rank zero")
+        assert "hello from rank zero" in capsys.readouterr().out
+        assert "hello from rank zero" in (tmp_path / "stdout.log").read_text()
+        print("print is not muted")
+        assert "print is not muted" in capsys.readouterr().out
+    finally:
+        setup_logging(None, rank=0)

@@ -25,15 +25,19 @@ def calculate_and_update_precise_bn(
 ) -> int:
     """Recompute the running statistics of ``model``'s batch norms over ``num_iters`` batches.
 
-    Each process computes the statistics of its own batches; they are then averaged over the
-    processes, so every rank ends with the same buffers. ``model`` may be DDP-wrapped (its inner
+    Each process computes the statistics of its own batches (fvcore: mean and population
+    variance over all their elements); the processes then combine them (equal batch counts
+    assumed), so every rank ends with the same buffers. ``model`` may be DDP-wrapped (its inner
     module is used, without gradients). Returns the number of batch-norm layers updated.
     """
     from fvcore.nn.precise_bn import update_bn_stats
 
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    was_training = inner.training
+    inner.train()
     bn_layers = get_bn_modules(inner)
     if not bn_layers or num_iters <= 0:
+        inner.train(was_training)
         return 0
 
     def _inputs() -> Iterator:
@@ -42,13 +46,15 @@ def calculate_and_update_precise_bn(
                 inputs = [x.cuda(non_blocking=True) for x in inputs]
             yield inputs
 
-    was_training = inner.training
-    inner.train()
     update_bn_stats(inner, _inputs(), num_iters)
     inner.train(was_training)
     if du.get_world_size() > 1:
-        buffers = [b for m in bn_layers for b in (m.running_mean, m.running_var)]
-        du.all_reduce(buffers, average=True)
+        # fvcore stores the population (biased) variance: combine ranks through E[x^2]
+        means = [m.running_mean for m in bn_layers]
+        squares = [m.running_var + m.running_mean**2 for m in bn_layers]
+        du.all_reduce(means + squares, average=True)
+        for m, sq in zip(bn_layers, squares):
+            m.running_var.copy_(sq - m.running_mean**2)
     logger.info("precise BN: updated %d batch norms over %d batches", len(bn_layers), num_iters)
     return len(bn_layers)
 
