@@ -235,3 +235,11 @@ def test_model_stats_tool_prints_json_last(tmp_path):
     # the stem's rounding; 54.52 / 32 = 1.70.
     assert 1.5 < last["gflops"] < 1.9
     assert last["gflops_with_bn"] > last["gflops"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_counts_a_model_on_cuda():
+    model, cfg = _Tiny(), _tiny_cfg()
+    on_cpu = misc.get_flops(model, cfg, False, count_bn=True)
+    assert misc.get_flops(model.cuda(), cfg, False, count_bn=True) == pytest.approx(on_cpu)
+    assert misc.gpu_mem_usage() > 0
