@@ -10,6 +10,9 @@ multiply-accumulates (fvcore's "FLOP", which is what papers in the field report)
   norm counts one or two operations per element) and the few other ops fvcore knows
   (upsampling, 2D adaptive average pooling, grid sampling). PySlowFast, run with a recent
   fvcore, reports this figure (54.75 GFLOPs instead of 54.52 for Slow 8x8 R50).
+
+Frozen batch norm (``BN.NORM_TYPE frozen_batchnorm``) is an element-wise affine map that neither
+convention counts. Counting runs one real forward pass (fvcore traces the model).
 """
 
 from __future__ import annotations
