@@ -182,8 +182,9 @@ class Kinetics(torch.utils.data.Dataset):
                 if self.split != "test":
                     index = self._another_index()
                 continue
-            # (T, H, W, C) uint8 -> (C, T, H, W) float in [0, 255], then crop, then normalise.
-            frames = frames.permute(3, 0, 1, 2).float()
+            # (T, H, W, C) uint8 -> (C, T, H, W); scaling (if any) makes floats in [0, 255];
+            # cropping before the conversion keeps the pixels converted to the ones kept.
+            frames = frames.permute(3, 0, 1, 2)
             frames = utils.spatial_sampling(
                 frames,
                 spatial_idx=spatial,
@@ -193,9 +194,9 @@ class Kinetics(torch.utils.data.Dataset):
                 random_horizontal_flip=cfg.DATA.RANDOM_FLIP,
                 inverse_uniform_sampling=cfg.DATA.INV_UNIFORM_SAMPLE,
             )
-            frames = utils.tensor_normalize(
-                frames / 255.0, cfg.DATA.MEAN, cfg.DATA.STD, channel_dim=0
-            )
+            if frames.is_floating_point():  # scaled: floats in [0, 255]
+                frames = frames / 255.0
+            frames = utils.tensor_normalize(frames, cfg.DATA.MEAN, cfg.DATA.STD, channel_dim=0)
             label = self._labels[index // self._num_clips]
             meta = {"decode_failures": failures}
             return utils.pack_pathway_output(cfg, frames), label, index, meta

@@ -101,7 +101,7 @@ def per_process_batch_size(total: int, num_gpus: int, world_size: int) -> int:
     return total // divisor
 
 
-def construct_loader(cfg, split: str) -> ClipLoader:
+def construct_loader(cfg, split: str, is_precise_bn: bool = False) -> ClipLoader:
     """DataLoader of ``split`` ("train", "val", "test").
 
     train: ``TRAIN.DATASET``, ``TRAIN.BATCH_SIZE``, shuffled, last partial batch dropped;
@@ -109,7 +109,10 @@ def construct_loader(cfg, split: str) -> ClipLoader:
     ``TEST.BATCH_SIZE``, in order. The batch size is per process (see
     :func:`per_process_batch_size`); with more than one process a ``DistributedSampler`` splits
     the data (shuffled in train; call :func:`shuffle_dataset` every epoch).
+    ``is_precise_bn`` is accepted for PySlowFast's callers; it only changes multigrid
+    sampling there, which is not supported here.
     """
+    del is_precise_bn
     if split == "train":
         name, total, shuffle, drop_last = cfg.TRAIN.DATASET, cfg.TRAIN.BATCH_SIZE, True, True
     elif split == "val":

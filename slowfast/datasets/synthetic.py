@@ -78,33 +78,42 @@ class VideoSpec:
     seed: int = 0
 
 
-def _shape_mask(obj: MovingShape, xs: np.ndarray, ys: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(T, H, W) mask of ``obj`` over frames ``t`` on the pixel grid ``xs``, ``ys``."""
-    cx = (obj.start[0] + obj.velocity[0] * t)[:, None, None]
-    cy = (obj.start[1] + obj.velocity[1] * t)[:, None, None]
-    dx, dy, r = xs[None] - cx, ys[None] - cy, obj.size
-    if obj.shape == "square":
-        mask = (np.abs(dx) <= r) & (np.abs(dy) <= r)
-    elif obj.shape == "disk":
-        mask = dx * dx + dy * dy <= r * r
-    elif obj.shape == "ring":
+def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Pixels of ``shape`` of radius ``r`` at offsets ``dx``, ``dy`` from its centre."""
+    if shape == "square":
+        return (np.abs(dx) <= r) & (np.abs(dy) <= r)
+    if shape == "disk":
+        return dx * dx + dy * dy <= r * r
+    if shape == "ring":
         d2 = dx * dx + dy * dy
-        mask = (d2 <= r * r) & (d2 >= (0.5 * r) ** 2)
-    else:  # triangle with its apex up, symmetric left-right
-        mask = (dy <= r) & (dy >= -r) & (np.abs(dx) <= (dy + r) / 2)
-    last = obj.last_frame if obj.last_frame is not None else int(t.max(initial=0))
-    visible = ((t >= obj.first_frame) & (t <= last))[:, None, None]
-    return mask & visible
+        return (d2 <= r * r) & (d2 >= (0.5 * r) ** 2)
+    # triangle with its apex up, symmetric left-right
+    return (dy <= r) & (dy >= -r) & (np.abs(dx) <= (dy + r) / 2)
 
 
 def render_video(spec: VideoSpec) -> np.ndarray:
-    """Render ``spec`` to ``(num_frames, height, width, 3)`` uint8 RGB frames."""
-    t = np.arange(spec.num_frames, dtype=np.float32)
-    ys, xs = np.mgrid[0 : spec.height, 0 : spec.width].astype(np.float32) + 0.5
-    frames = np.empty((spec.num_frames, spec.height, spec.width, 3), dtype=np.uint8)
+    """Render ``spec`` to ``(num_frames, height, width, 3)`` uint8 RGB frames.
+
+    Pixel ``(x, y)`` has its centre at ``(x + 0.5, y + 0.5)``; objects are drawn in order, each
+    only within its bounding box (so long videos render fast).
+    """
+    h, w = spec.height, spec.width
+    frames = np.empty((spec.num_frames, h, w, 3), dtype=np.uint8)
     frames[...] = np.asarray(spec.background, dtype=np.uint8)
     for obj in spec.objects:
-        frames[_shape_mask(obj, xs, ys, t)] = np.asarray(obj.color, dtype=np.uint8)
+        color = np.asarray(obj.color, dtype=np.uint8)
+        last = spec.num_frames - 1 if obj.last_frame is None else obj.last_frame
+        r = float(obj.size)
+        for t in range(max(0, obj.first_frame), min(spec.num_frames - 1, last) + 1):
+            cx = obj.start[0] + obj.velocity[0] * t
+            cy = obj.start[1] + obj.velocity[1] * t
+            x0, x1 = max(0, int(np.floor(cx - r - 1))), min(w, int(np.ceil(cx + r + 1)))
+            y0, y1 = max(0, int(np.floor(cy - r - 1))), min(h, int(np.ceil(cy + r + 1)))
+            if x0 >= x1 or y0 >= y1:
+                continue
+            dx = (np.arange(x0, x1, dtype=np.float32) + 0.5 - np.float32(cx))[None, :]
+            dy = (np.arange(y0, y1, dtype=np.float32) + 0.5 - np.float32(cy))[:, None]
+            frames[t, y0:y1, x0:x1][_shape_mask(obj.shape, dx, dy, r)] = color
     if spec.noise > 0:
         rng = np.random.default_rng(spec.seed)
         noisy = frames.astype(np.float32) + rng.normal(0, spec.noise, frames.shape)

@@ -17,15 +17,13 @@ def tensor_normalize(
     ``mean`` and ``std`` hold one value per channel; channels are dimension ``channel_dim``
     (the last one, as in PySlowFast's ``(T, H, W, C)``; 0 for ``(C, T, H, W)``).
     """
-    if tensor.dtype == torch.uint8:
-        tensor = tensor.float() / 255.0
-    else:
-        tensor = tensor.float()
     shape = [1] * tensor.dim()
     shape[channel_dim] = -1
-    mean_t = torch.as_tensor(mean, dtype=tensor.dtype).reshape(shape)
-    std_t = torch.as_tensor(std, dtype=tensor.dtype).reshape(shape)
-    return (tensor - mean_t) / std_t
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(shape)
+    if tensor.dtype == torch.uint8:  # one pass less: x * (1 / (255 std)) - mean / std
+        return tensor.float().mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+    return (tensor.float() - mean_t).div_(std_t)
 
 
 def spatial_sampling(
