@@ -39,7 +39,7 @@ PALETTE: Tuple[Color, ...] = (
     (220, 60, 220),
     (40, 220, 220),
 )
-SPEEDS = (1.0, 2.0)  # relative; 1.0 crosses about half the frame over the video
+SPEEDS = (1.0, 2.0)  # relative; 1.0 travels about a third of the frame height per video
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
