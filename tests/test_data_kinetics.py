@@ -242,3 +242,25 @@ def test_batch_size_and_shuffle(data_dir):
         shuffle_dataset(loader, epoch)
         orders.append(list(loader.sampler))
     assert orders[0] == orders[2] and orders[0] != orders[1]
+
+
+def test_collate_multi_hot_and_meta():
+    from slowfast.datasets.loader import collate_clips
+
+    items = [
+        ([torch.zeros(3, 2, 4, 4), torch.ones(3, 8, 4, 4)], torch.tensor([1.0, 0, 1]), 5,
+         {"decode_failures": [["a.mp4", "bad"]], "time": torch.tensor([0.5])}),
+        ([torch.zeros(3, 2, 4, 4), torch.ones(3, 8, 4, 4)], torch.tensor([0.0, 1, 0]), 6,
+         {"decode_failures": [], "time": torch.tensor([1.5])}),
+    ]  # fmt: skip
+    inputs, labels, index, meta = collate_clips(items)
+    assert [x.shape for x in inputs] == [(2, 3, 2, 4, 4), (2, 3, 8, 4, 4)]
+    assert labels.tolist() == [[1, 0, 1], [0, 1, 0]] and index.tolist() == [5, 6]
+    assert meta["decode_failures"] == [["a.mp4", "bad"]]
+    assert meta["time"].tolist() == [[0.5], [1.5]]
+
+
+def test_pin_memory_only_with_cuda(data_dir):
+    loader = construct_loader(make_cfg(data_dir, DATA_LOADER__PIN_MEMORY=True), "val")
+    assert loader.pin_memory == torch.cuda.is_available()
+    assert not loader.drop_last and isinstance(loader.sampler, torch.utils.data.SequentialSampler)

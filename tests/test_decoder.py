@@ -135,6 +135,28 @@ def test_sample_indices_bounds_and_count():
 # ----------------------------------------------------------------------------- decoding
 
 
+def _readme_table(shared_dir):
+    """The README's table: file -> (codec, width, height, fps, frames)."""
+    rows = {}
+    for line in (shared_dir / "real_videos" / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in REAL:
+            width, height = (int(v) for v in cells[2].split("x"))
+            rows[cells[0]] = (cells[1], width, height, float(cells[3]), int(cells[4]))
+    return rows
+
+
+def test_real_clip_metadata_matches_readme(shared_dir, reference):
+    table = _readme_table(shared_dir)
+    assert sorted(table) == sorted(REAL)
+    for name, (_, width, height, fps, frames) in table.items():
+        with av.open(str(shared_dir / "real_videos" / name)) as c:
+            info = pyav_video_info(c)
+        assert info.fps == pytest.approx(fps, abs=0.01) and info.num_frames == frames, name
+        n, decoded = reference[name]
+        assert n == frames and decoded[0].shape == (height, width, 3), name
+
+
 @pytest.mark.parametrize("name", REAL)
 def test_seek_matches_full_decode_real(shared_dir, reference, name):
     path = shared_dir / "real_videos" / name
@@ -241,6 +263,11 @@ def test_multi_thread_and_alias_same_frames(coded):
     b, _ = decode(str(coded["long.mp4"]), multi_thread_decode=True, backend="torchvision", **kw)
     assert torch.equal(a, b)
     assert canonical_backend("TorchVision") == "pyav"
+    container = get_video_container(str(coded["long.mp4"]), multi_thread_decode=True)
+    try:
+        assert container.streams.video[0].thread_type.name == "AUTO"
+    finally:
+        container.close()
     with pytest.raises(ValueError, match="DATA.DECODING_BACKEND"):
         canonical_backend("decord")
 
