@@ -76,7 +76,7 @@ def test_test_split_views_and_indices(data_dir):
     cfg = make_cfg(data_dir, arch="slow")
     ds = Kinetics(cfg, "test")
     num_clips = 2 * 3
-    assert ds.num_videos == 2 and len(ds) == 2 * num_clips
+    assert ds.num_videos == 2 and ds.num_clips == num_clips and len(ds) == 2 * num_clips
     for index in range(len(ds)):
         temporal, num_views, spatial, lo, hi, crop = ds._sampling(index)
         clip = index % num_clips

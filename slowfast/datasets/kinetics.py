@@ -3,8 +3,13 @@
 Split files ``DATA.PATH_TO_DATA_DIR/{train,val,test}.csv`` hold one ``path<SEP>label`` line per
 video, ``SEP`` = ``DATA.PATH_LABEL_SEPARATOR``; each path is joined to ``DATA.PATH_PREFIX``.
 A line is split at the LAST separator, so a path containing the separator (e.g. spaces) still
-reads. Train and val draw one clip per video at a random time with random scale, crop and flip;
-test reads ``TEST.NUM_ENSEMBLE_VIEWS`` evenly spaced clips x ``TEST.NUM_SPATIAL_CROPS`` crops.
+reads. Train and val draw one clip per video at a random time with random scale
+(``DATA.TRAIN_JITTER_SCALES``), crop (``DATA.TRAIN_CROP_SIZE``) and flip, as PySlowFast does;
+test reads ``TEST.NUM_ENSEMBLE_VIEWS`` evenly spaced clips x ``TEST.NUM_SPATIAL_CROPS`` crops
+(short side scaled to ``DATA.TEST_CROP_SIZE``; left/top, centre, right/bottom crops of that size
+with 3 crops, the centre one with 1). Item ``index`` of the test split is clip
+``index % num_clips`` of video ``index // num_clips``: temporal view
+``clip // NUM_SPATIAL_CROPS``, spatial crop ``clip % NUM_SPATIAL_CROPS``.
 
 Decode failures: a video that cannot be opened or decoded is logged (once, with the file and
 the reason) and counted per dataset object. In train/val the item is replaced by another random
@@ -105,6 +110,11 @@ class Kinetics(torch.utils.data.Dataset):
     @property
     def num_videos(self) -> int:
         return len(self._path_to_videos)
+
+    @property
+    def num_clips(self) -> int:
+        """Clips per video: 1, or NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS in test."""
+        return self._num_clips
 
     @property
     def video_paths(self) -> List[str]:
