@@ -153,3 +153,16 @@ def test_pack_frames_and_config():
     assert [p.shape[1] for p in pack_pathway_output(cfg, x)] == [8, 32]
     cfg.MODEL.ARCH = "slow"
     assert [p.shape[1] for p in pack_pathway_output(cfg, x)] == [32]
+
+
+def test_pgt_slow_pathway_is_strided():
+    """PGT SlowFast 8x8 (alpha 4): 144 fast frames, slow frame j = fast frame 4 j, so the slow
+    step [8 + 7 (k - 1), 8 + 7 k) spans the fast step [32 + 28 (k - 1), 32 + 28 k)."""
+    x = _coords(3, 144, 2, 2)
+    slow, fast = pack_frames(x, 2, 4, strided_slow=True)
+    assert slow[2, :, 0, 0].long().tolist() == list(range(0, 144, 4))
+    plain, _ = pack_frames(x, 2, 4)
+    assert plain.shape[1] == 36 and plain[2, -1, 0, 0] == 143  # linspace ends on the last frame
+    cfg = get_cfg()
+    cfg.MODEL.ARCH, cfg.SLOWFAST.ALPHA, cfg.PGT.ENABLE = "slowfast", 4, True
+    assert torch.equal(pack_pathway_output(cfg, x)[0], slow)

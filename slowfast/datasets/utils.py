@@ -73,27 +73,42 @@ def slow_pathway_index(num_frames: int, alpha: int) -> torch.Tensor:
 
 
 def pack_frames(
-    frames: torch.Tensor, num_pathways: int, alpha: int, reverse_channels: bool = False
+    frames: torch.Tensor,
+    num_pathways: int,
+    alpha: int,
+    reverse_channels: bool = False,
+    strided_slow: bool = False,
 ) -> List[torch.Tensor]:
     """Split ``(C, T, H, W)`` frames into the model's pathway inputs.
 
     One pathway: ``[frames]``; two (SlowFast): ``[slow, fast]`` with ``slow`` the frames at
-    :func:`slow_pathway_index`. ``reverse_channels`` turns RGB into BGR (and back) first.
+    :func:`slow_pathway_index`, or with ``strided_slow`` exactly every ``alpha``-th frame
+    (``0, alpha, 2 alpha, ...``, ``T // alpha`` of them: PGT, where slow frame ``j`` must be
+    fast frame ``alpha * j`` for the steps of both pathways to cover the same time).
+    ``reverse_channels`` turns RGB into BGR (and back) first.
     """
     if reverse_channels:
         frames = frames.flip(0)
     if num_pathways == 1:
         return [frames]
     if num_pathways == 2:
-        slow = torch.index_select(frames, 1, slow_pathway_index(frames.shape[1], alpha))
-        return [slow, frames]
+        num_frames = frames.shape[1]
+        if strided_slow:
+            index = torch.arange(0, (num_frames // alpha) * alpha, alpha)
+        else:
+            index = slow_pathway_index(num_frames, alpha)
+        return [torch.index_select(frames, 1, index), frames]
     raise ValueError(f"expected 1 or 2 pathways, got {num_pathways}")
 
 
 def pack_pathway_output(cfg, frames: torch.Tensor) -> List[torch.Tensor]:
     """:func:`pack_frames` from the config: the pathways of ``MODEL.ARCH``, ``SLOWFAST.ALPHA``,
-    ``DATA.REVERSE_INPUT_CHANNEL``."""
+    ``DATA.REVERSE_INPUT_CHANNEL``; the Slow pathway is strided exactly when ``PGT.ENABLE``."""
     num_pathways = 2 if cfg.MODEL.ARCH in cfg.MODEL.MULTI_PATHWAY_ARCH else 1
     return pack_frames(
-        frames, num_pathways, int(cfg.SLOWFAST.ALPHA), bool(cfg.DATA.REVERSE_INPUT_CHANNEL)
+        frames,
+        num_pathways,
+        int(cfg.SLOWFAST.ALPHA),
+        bool(cfg.DATA.REVERSE_INPUT_CHANNEL),
+        strided_slow=bool(cfg.PGT.ENABLE),
     )
