@@ -82,10 +82,11 @@ def test_config_loads_builds_and_runs(path):
     "name, depth, temp_blocks, fusion",
     [
         ("Kinetics/SLOW_8x8_R101.yaml", 101, [[3], [4], [23], [3]], None),
+        ("Kinetics/SLOWFAST_8x8_R50.yaml", 50, [[3, 3], [4, 4], [6, 6], [3, 3]], 7),
         ("Kinetics/SLOWFAST_8x8_R101.yaml", 101, [[3, 3], [4, 4], [23, 23], [3, 3]], 5),
         ("Charades/SLOW_16x8_R101.yaml", 101, [[3], [4], [23], [3]], None),
         ("Charades/SLOWFAST_16x8_R101.yaml", 101, [[3, 3], [4, 4], [23, 23], [3, 3]], 5),
-        ("Charades/SLOWFAST_16x8_R50.yaml", 50, [[3, 3], [4, 4], [6, 6], [3, 3]], 5),
+        ("Charades/SLOWFAST_16x8_R50.yaml", 50, [[3, 3], [4, 4], [6, 6], [3, 3]], 7),
     ],
 )
 def test_release_choices(name, depth, temp_blocks, fusion):
