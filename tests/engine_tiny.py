@@ -182,3 +182,12 @@ register()
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def fail_on_rank_one(cfg) -> None:
+    """Rank 1 raises; the others wait for it in a barrier (that would never return)."""
+    from slowfast.utils import distributed as du
+
+    if du.get_rank() == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    du.synchronize()

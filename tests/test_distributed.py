@@ -154,7 +154,9 @@ def _run_shards(cfg_path, env, timeout=90):
 
 def test_tcp_shards_train_with_identical_weights(tmp_path):
     out = str(tmp_path / "tcp")
-    cfg_path = et.write_cfg(str(tmp_path / "tcp.yaml"), out, **{"SOLVER.MAX_EPOCH": 2})
+    cfg_path = et.write_cfg(
+        str(tmp_path / "tcp.yaml"), out, **{"SOLVER.MAX_EPOCH": 2, "TEST.ENABLE": True}
+    )
     codes, outs, _ = _run_shards(cfg_path, _env())
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
     rank0, rank1 = _final(out, 0), _final(out, 1)
@@ -163,6 +165,8 @@ def test_tcp_shards_train_with_identical_weights(tmp_path):
     ckpt = torch.load(os.path.join(out, "checkpoints", "checkpoint_epoch_00002.pyth"))
     for key, value in ckpt["model_state"].items():
         assert torch.equal(value, rank0[key]), key
+    # the test ran after training in the same processes (the group is kept, not re-joined)
+    assert '"split": "test_final"' in open(os.path.join(out, "stdout.log")).read()
 
 
 def test_dead_shard_ends_both_shards(tmp_path):
@@ -199,3 +203,22 @@ def test_torchrun_env_checks_num_gpus(monkeypatch):
     cfg.DIST_BACKEND = "nccl"
     with pytest.raises(ValueError, match="DIST_BACKEND gloo"):
         launch_job(cfg, "tcp://localhost:1", lambda c: None)
+
+
+def test_spawned_rank_failure_propagates_and_stops_the_others(tmp_path, capfd):
+    """The path of NUM_GPUS > 1 (one spawned process per device), here on CPU with gloo."""
+    import torch.multiprocessing as mp
+
+    from slowfast.config.defaults import get_cfg
+    from slowfast.utils.multiprocessing import run
+
+    cfg = get_cfg()
+    cfg.NUM_GPUS = 0
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    # spawn re-raises the first failure it sees: rank 1's, or rank 0's lost connection
+    with pytest.raises(mp.ProcessRaisedException, match="rank 1 fails on purpose|closed by peer"):
+        mp.spawn(run, nprocs=2, args=(2, et.fail_on_rank_one, init, 0, 1, "gloo", cfg))
+    assert time.monotonic() - start < 40
+    # every rank's own error is printed, so the cause is visible either way
+    assert "rank 1 failed:" in capfd.readouterr().err

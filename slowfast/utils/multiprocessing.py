@@ -18,6 +18,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
+import traceback
 from typing import Callable
 
 import torch
@@ -42,21 +44,38 @@ def run(
     num_shards: int,
     backend: str,
     cfg: CfgNode,
+    keep_group: bool = False,
 ) -> None:
-    """Body of a spawned process: join the process group, then ``func(cfg)``."""
-    du.init_process_group(
-        local_rank=local_rank,
-        local_world_size=num_proc,
-        shard_id=shard_id,
-        num_shards=num_shards,
-        init_method=init_method,
-        dist_backend=backend,
-        use_gpu=cfg.NUM_GPUS > 0,
-    )
+    """Body of a spawned process: join the process group, then ``func(cfg)``.
+
+    With ``keep_group`` (this process runs several jobs, e.g. train then test), the group is
+    joined once and kept until the process exits: leaving and re-joining through the same
+    ``tcp://`` address can meet the previous group's store.
+    """
+    if not du.is_dist_avail_and_initialized():
+        du.init_process_group(
+            local_rank=local_rank,
+            local_world_size=num_proc,
+            shard_id=shard_id,
+            num_shards=num_shards,
+            init_method=init_method,
+            dist_backend=backend,
+            use_gpu=cfg.NUM_GPUS > 0,
+        )
+        if keep_group:
+            atexit.register(du.destroy_process_group)
     try:
         func(cfg)
+    except BaseException:
+        # spawn re-raises only the first failure it sees, which may be a peer's "connection
+        # closed"; print every rank's own error so the cause is never lost
+        print(f"rank {du.get_rank()} failed:", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        raise
     finally:
-        du.destroy_process_group()
+        if not keep_group:
+            du.destroy_process_group()
 
 
 def _join_torchrun_group(cfg: CfgNode) -> None:
@@ -99,7 +118,7 @@ def launch_job(
         nprocs = max(cfg.NUM_GPUS, 1)
         args = (nprocs, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, cfg.DIST_BACKEND, cfg)
         if nprocs == 1:  # one process on this machine: no need for a child
-            run(0, *args)
+            run(0, *args, keep_group=True)
         else:
             torch.multiprocessing.spawn(run, nprocs=nprocs, args=args, daemon=daemon)
         return
