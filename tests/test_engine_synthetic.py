@@ -46,7 +46,7 @@ def test_run_net_trains_and_tests_on_synthetic_videos(tmp_path):
         "DATA_LOADER.NUM_WORKERS": 0,
         "LOG_MODEL_INFO": False,
     }
-    argv = [sys.executable, "tools/run_net.py", "--cfg", "configs/Synthetic/SLOW_8x4_R18.yaml"]
+    argv = [sys.executable, "tools/run_net.py", "--cfg", "configs/Synthetic/SLOW_8x8_R18.yaml"]
     for key, value in overrides.items():
         argv += [key, str(value)]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
