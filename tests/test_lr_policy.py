@@ -151,3 +151,18 @@ def test_nesterov_without_momentum_names_keys():
     cfg.SOLVER.MOMENTUM = 0.0
     with pytest.raises(ValueError, match="SOLVER.NESTEROV"):
         optim.construct_optimizer(_Net(), cfg)
+
+
+def test_bn_params_match_pyslowfast_name_rule_on_slowfast(repo_root):
+    """PySlowFast's optimizer took parameters whose name holds "bn"; ours are chosen by module
+    type. On a real SlowFast both give the same groups (so its optimizer states load here)."""
+    from slowfast.models import build_model
+    from slowfast.utils.parser import load_config, parse_args
+
+    path = str(repo_root / "configs" / "Kinetics" / "SLOWFAST_8x8_R50.yaml")
+    model = build_model(load_config(parse_args(["--cfg", path, "NUM_GPUS", "0"])))
+    groups = optim.split_bn_params(model)
+    by_name = [p for n, p in model.named_parameters() if "bn" in n]
+    assert len(groups["bn"]) == len(by_name) > 0
+    assert {id(p) for p in groups["bn"]} == {id(p) for p in by_name}
+    assert len(groups["bn"]) + len(groups["non_bn"]) == len(list(model.parameters()))
