@@ -147,9 +147,12 @@ def eval_epoch(
     return stats
 
 
-def _decode_failures(loader: Any) -> int:
-    """Distinct videos that failed to decode so far (loaders that count them), all ranks."""
-    count = torch.tensor([float(len(getattr(loader, "decode_failures", {}) or {}))])
+def _decode_failures(loader: Any, device: torch.device) -> int:
+    """Distinct videos that failed to decode so far (loaders that count them), all ranks.
+
+    ``device``: where the count is reduced (NCCL reduces CUDA tensors only)."""
+    failures = getattr(loader, "decode_failures", {}) or {}
+    count = torch.tensor([float(len(failures))], device=device)
     return int(du.all_reduce([count], average=False)[0].item())
 
 
@@ -205,7 +208,7 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
     writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
     tracker = _BestTracker()
     failures_per_epoch: List[int] = []
-    failures_before = _decode_failures(train_loader)
+    failures_before = _decode_failures(train_loader, device_for(cfg))
 
     logger.info("start epoch: %d of %d", start_epoch + 1, cfg.SOLVER.MAX_EPOCH)
     last_epoch = start_epoch
@@ -214,7 +217,7 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
         epoch_stats = train_epoch(
             train_loader, model, optimizer, train_meter, cur_epoch, cfg, runner, writer
         )
-        failures = _decode_failures(train_loader)
+        failures = _decode_failures(train_loader, device_for(cfg))
         failures_per_epoch.append(failures - failures_before)
         if failures > failures_before:
             logger.warning(
