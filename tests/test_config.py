@@ -162,3 +162,14 @@ def test_batch_size_must_divide_over_processes():
 def test_odd_override_list_is_an_error():
     with pytest.raises(ValueError, match="KEY VALUE"):
         get_cfg().merge_from_list(["NUM_GPUS"])
+
+
+def test_base_lr_scales_with_shards_once():
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.BASE_LR_SCALE_NUM_SHARDS", "True", "NUM_SHARDS", "4"])
+    cfg.merge_from_list(["SOLVER.BASE_LR", "0.1", "SOLVER.WARMUP_START_LR", "0.01"])
+    assert_and_infer_cfg(cfg)
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.4)
+    assert cfg.SOLVER.WARMUP_START_LR == pytest.approx(0.04)
+    assert_and_infer_cfg(cfg)  # a second validation does not scale again
+    assert cfg.SOLVER.BASE_LR == pytest.approx(0.4)

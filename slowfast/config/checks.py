@@ -211,6 +211,11 @@ def infer_aliases(cfg: CfgNode) -> None:
                 cfg.OUTPUT_DIR,
             )
     cfg.PGT.DPR = str(cfg.PGT.DPR).upper()
+    if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS and cfg.NUM_SHARDS > 1:
+        # PySlowFast's linear scaling with the number of machines, applied once here.
+        for key in ("BASE_LR", "WARMUP_START_LR", "COSINE_END_LR"):
+            cfg.SOLVER[key] = cfg.SOLVER[key] * cfg.NUM_SHARDS
+        cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
 
 
 def keys_without_effect(cfg: CfgNode) -> List[str]:
