@@ -173,3 +173,11 @@ def test_base_lr_scales_with_shards_once():
     assert cfg.SOLVER.WARMUP_START_LR == pytest.approx(0.04)
     assert_and_infer_cfg(cfg)  # a second validation does not scale again
     assert cfg.SOLVER.BASE_LR == pytest.approx(0.4)
+
+
+def test_failed_merge_adds_no_tolerated_key(tmp_path):
+    p = _write(tmp_path, "rel.yaml", "PGT:\n  MGRID_X: 3\nSOLVER:\n  BASE_LRR: 0.1\n")
+    cfg = get_cfg()
+    with pytest.raises(ConfigKeyError, match="SOLVER.BASE_LRR"):
+        cfg.merge_from_file(str(p))
+    assert "MGRID_X" not in cfg.PGT

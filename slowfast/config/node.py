@@ -76,14 +76,8 @@ class CfgNode(_FvCfgNode):
         """Raise ``ConfigKeyError`` for an unknown key; return the value to merge."""
         found, default = _lookup(self, full_key)
         if not found:
-            if any(fnmatch.fnmatch(full_key, p) for p in self.TOLERATED_NEW_KEYS):
-                parent, _, leaf = full_key.rpartition(".")
-                node = self
-                for part in parent.split(".") if parent else []:
-                    node = node[part]
-                node[leaf] = value
-                TOLERATED_SEEN.add(full_key)
-                return value
+            if self._tolerated(full_key):
+                return value  # added when merged (see _merge_checked)
             hint = closest_key(self, full_key)
             msg = f"{where}: unknown config key '{full_key}'"
             if hint:
@@ -96,6 +90,9 @@ class CfgNode(_FvCfgNode):
         if full_key in _SCALAR_TO_LIST_KEYS and isinstance(value, (int, float)):
             return [value]
         return value
+
+    def _tolerated(self, full_key: str) -> bool:
+        return any(fnmatch.fnmatch(full_key, p) for p in self.TOLERATED_NEW_KEYS)
 
     def _checked_dict(self, raw: Dict[str, Any], where: str) -> Dict[str, Any]:
         out: Dict[str, Any] = {}
@@ -161,6 +158,15 @@ class CfgNode(_FvCfgNode):
             self._merge_checked(nested, "command line")
 
     def _merge_checked(self, loaded: Dict[str, Any], where: str) -> None:
+        """Merge an already checked dict; tolerated new keys are created first."""
+        for full_key, value in _flatten(loaded):
+            if not _lookup(self, full_key)[0] and self._tolerated(full_key):
+                parent, _, leaf = full_key.rpartition(".")
+                node = self
+                for part in parent.split(".") if parent else []:
+                    node = node[part]
+                node[leaf] = value
+                TOLERATED_SEEN.add(full_key)
         try:
             self.merge_from_other_cfg(type(self)(loaded))
         except ValueError as e:
