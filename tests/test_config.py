@@ -181,3 +181,13 @@ def test_failed_merge_adds_no_tolerated_key(tmp_path):
     with pytest.raises(ConfigKeyError, match="SOLVER.BASE_LRR"):
         cfg.merge_from_file(str(p))
     assert "MGRID_X" not in cfg.PGT
+
+
+def test_run_net_reports_config_errors_without_traceback(tmp_path, capsys):
+    from slowfast.engine.run import main
+
+    p = _write(tmp_path, "bad.yaml", "DATA:\n  NUM_FRAMES: 8\nPGT:\n  ENABLE: True\n")
+    assert main(["--cfg", str(p), "MODEL.ARCH", "slow", "DATA.INPUT_CHANNEL_NUM", "[3]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.yaml + command line" in err
+    assert "set DATA.NUM_FRAMES to 36" in err and "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
 from slowfast.engine.evaluator import test
@@ -14,7 +15,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``--cfg CFG [--init_method URL --num_shards N --shard_id I] [KEY VALUE ...]``: run
     ``train`` when ``TRAIN.ENABLE``, then ``test`` when ``TEST.ENABLE``, on every rank."""
     args = parse_args(argv)
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        # A config problem: the message names the file and the key; no traceback needed.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if cfg.TRAIN.ENABLE:
         launch_job(cfg=cfg, init_method=args.init_method, func=train)
     if cfg.TEST.ENABLE:

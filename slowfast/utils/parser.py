@@ -84,4 +84,8 @@ def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) 
             cfg.SHARD_ID = args.shard_id
     if hasattr(args, "rng_seed"):
         cfg.RNG_SEED = args.rng_seed
-    return assert_and_infer_cfg(cfg)
+    try:
+        return assert_and_infer_cfg(cfg)
+    except ValueError as err:
+        where = " + ".join(files + (["command line"] if getattr(args, "opts", None) else []))
+        raise ValueError(f"{where}: {err}") from None
