@@ -89,6 +89,27 @@ def test_test_split_views_and_indices(data_dir):
     assert Kinetics(cfg, "test")._sampling(1)[2] == 1  # one crop: the centre one
 
 
+def test_single_crop_scales_to_train_jitter_min(data_dir):
+    """PySlowFast: with one spatial crop the short side goes to TRAIN_JITTER_SCALES[0] (e.g.
+    256) and the centre TEST_CROP_SIZE (e.g. 224) is cropped; with 3 crops it goes to
+    TEST_CROP_SIZE."""
+    cfg = make_cfg(data_dir, arch="slow")
+    cfg.DATA.TRAIN_JITTER_SCALES = [40, 48]
+    cfg.DATA.TEST_CROP_SIZE = 24
+    cfg.DATA.MEAN, cfg.DATA.STD = [0.0] * 3, [1.0] * 3
+    cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 1, 1
+    ds = Kinetics(cfg, "test")
+    assert ds._sampling(0)[2:] == (1, 40, 40, 24)
+    (frames,), _, _, _ = ds[0]
+    assert frames.shape == (3, 16, 24, 24)
+    cfg.TEST.NUM_SPATIAL_CROPS = 3
+    ds3 = Kinetics(cfg, "test")
+    assert ds3._sampling(1)[2:] == (1, 24, 24, 24)
+    (centre3,), _, _, _ = ds3[1]
+    # the single-crop view is a zoomed-in centre: not the 3-crop centre view of the same clip
+    assert centre3.shape == frames.shape and not torch.allclose(centre3, frames, atol=1e-3)
+
+
 def test_test_views_end_to_end(tmp_path):
     """Index-coded video: the test views of the dataset show evenly spaced frames."""
     write_video(index_coded_frames(120, 32, 48), str(tmp_path / "clock.mp4"), 30, gop=10)

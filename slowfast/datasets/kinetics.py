@@ -6,8 +6,9 @@ A line is split at the LAST separator, so a path containing the separator (e.g. 
 reads. Train and val draw one clip per video at a random time with random scale
 (``DATA.TRAIN_JITTER_SCALES``), crop (``DATA.TRAIN_CROP_SIZE``) and flip, as PySlowFast does;
 test reads ``TEST.NUM_ENSEMBLE_VIEWS`` evenly spaced clips x ``TEST.NUM_SPATIAL_CROPS`` crops
-(short side scaled to ``DATA.TEST_CROP_SIZE``; left/top, centre, right/bottom crops of that size
-with 3 crops, the centre one with 1). Item ``index`` of the test split is clip
+of ``DATA.TEST_CROP_SIZE``: with 3 crops the short side is scaled to ``DATA.TEST_CROP_SIZE``
+and the crops are left/top, centre, right/bottom; with 1 crop the short side is scaled to
+``DATA.TRAIN_JITTER_SCALES[0]`` and the centre is cropped (PySlowFast's rule). Item ``index`` of the test split is clip
 ``index % num_clips`` of video ``index // num_clips``: temporal view
 ``clip // NUM_SPATIAL_CROPS``, spatial crop ``clip % NUM_SPATIAL_CROPS``.
 
@@ -163,9 +164,12 @@ class Kinetics(torch.utils.data.Dataset):
             )
         crops = self.cfg.TEST.NUM_SPATIAL_CROPS
         clip_idx = index % self._num_clips
-        spatial = clip_idx % crops if crops > 1 else 1
-        size = data.TEST_CROP_SIZE
-        return (clip_idx // crops, self.cfg.TEST.NUM_ENSEMBLE_VIEWS, spatial, size, size, size)
+        crop = data.TEST_CROP_SIZE
+        if crops > 1:  # short side scaled to the crop size, crops along the long side
+            spatial, scale = clip_idx % crops, crop
+        else:  # PySlowFast: short side at TRAIN_JITTER_SCALES[0], then the centre crop
+            spatial, scale = 1, data.TRAIN_JITTER_SCALES[0]
+        return (clip_idx // crops, self.cfg.TEST.NUM_ENSEMBLE_VIEWS, spatial, scale, scale, crop)
 
     def __getitem__(self, index: int):
         cfg = self.cfg
