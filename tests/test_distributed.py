@@ -6,6 +6,7 @@ order does not matter). A rank that dies must end the whole job, in bounded time
 """
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def _one_process_reference(tmp_path):
     cfg = load_config(parse_args(["--cfg", path]))
     et.train_and_save(cfg)
     test(cfg)
-    return _final(out, 0), torch.load(os.path.join(out, "preds.pyth"))
+    with open(os.path.join(out, "preds.pyth"), "rb") as f:
+        return _final(out, 0), pickle.load(f)
 
 
 def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
@@ -96,7 +98,8 @@ def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
     for key, value in single.items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
     # the test gathered every clip once from both ranks: same video scores as one process
-    preds, labels = torch.load(os.path.join(out, "preds.pyth"))
+    with open(os.path.join(out, "preds.pyth"), "rb") as f:
+        preds, labels = pickle.load(f)
     torch.testing.assert_close(preds, single_preds[0], rtol=1e-5, atol=1e-6)
     assert torch.equal(labels, single_preds[1])
     assert "1 repeated test clips were counted once" in open(os.path.join(out, "stdout.log")).read()

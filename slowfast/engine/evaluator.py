@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from typing import Any, Dict
 
@@ -53,6 +54,20 @@ def perform_test(
     return meter.finalize_metrics(ks=(1, 5))
 
 
+def save_results(path: str, video_preds: torch.Tensor, video_labels: torch.Tensor) -> str:
+    """Write ``[video_preds, video_labels]`` (CPU tensors) with ``pickle.dump``, PySlowFast's
+    format for ``TEST.SAVE_RESULTS_PATH`` (read it back with ``pickle.load``). Returns
+    ``path``."""
+    from iopath.common.file_io import g_pathmgr
+
+    parent = os.path.dirname(path)
+    if parent:
+        g_pathmgr.mkdirs(parent)
+    with g_pathmgr.open(path, "wb") as f:
+        pickle.dump([video_preds.detach().cpu(), video_labels.detach().cpu()], f)
+    return path
+
+
 def test(cfg: CfgNode) -> Dict[str, Any]:
     """Test the newest checkpoint (or ``TEST.CHECKPOINT_FILE_PATH``); return the summary."""
     from slowfast.datasets.loader import construct_loader
@@ -91,9 +106,11 @@ def test(cfg: CfgNode) -> Dict[str, Any]:
     stats = perform_test(loader, model, meter, cfg, build_step_runner(cfg))
 
     if cfg.TEST.SAVE_RESULTS_PATH and du.is_root_proc():
-        path = os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        torch.save([meter.video_preds, meter.video_labels], path)
+        path = save_results(
+            os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH),
+            meter.video_preds,
+            meter.video_labels,
+        )
         logger.info("saved per-video predictions and labels to %s", path)
 
     values: Dict[str, Any] = {
