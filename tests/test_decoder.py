@@ -106,9 +106,10 @@ def test_test_views_evenly_spaced():
     np.testing.assert_allclose(np.diff(starts), 70 / 5)  # PySlowFast: delta * i / n
     assert starts[0] == 0
     offset = [get_start_end_idx(100, 30, i, 5, use_offset=True) for i in range(5)]
-    assert offset[0][0] == 0 and offset[-1][1] == pytest.approx(99)  # cover the whole video
-    np.testing.assert_allclose(np.diff([s for s, _ in offset]), 70 / 4)
+    # PySlowFast: starts clip_idx * floor(delta / (n - 1)), whole frames
+    assert [s for s, _ in offset] == [0, 17, 34, 51, 68] and offset[-1][1] == 97
     assert get_start_end_idx(100, 30, 0, 1, use_offset=True)[0] == 35  # one view: centred
+    assert get_start_end_idx(101, 30, 0, 1, use_offset=True)[0] == 35  # floor(71 / 2)
     with pytest.raises(ValueError, match="clip_idx"):
         get_start_end_idx(100, 30, 5, 5)
 
@@ -206,7 +207,8 @@ def test_test_views_cover_video(coded, name):
     frames, index = decode(
         str(coded[name]), num_frames=8, sampling_rate=8, clip_idx=3, num_clips=4, use_offset=True
     )
-    assert read_index_code(frames.numpy(), 9)[-1] == 299  # last view reaches the last frame
+    # PySlowFast's offset sampling: start 3 * floor(236 / 3) = 234, so the clip ends at 297
+    assert read_index_code(frames.numpy(), 9).tolist() == [234 + 9 * i for i in range(8)]
 
 
 def test_fps_conversion(coded, shared_dir):

@@ -40,9 +40,10 @@ def get_start_end_idx(
         clip_idx: -1 draws the start uniformly in ``[0, max(video_size - clip_size, 0)]`` (with
             ``torch``'s generator, seeded per DataLoader worker); otherwise the start is the
             ``clip_idx``-th of ``num_clips`` evenly spaced ones: ``delta * clip_idx / num_clips``
-            (PySlowFast), or with ``use_offset`` ``delta * clip_idx / (num_clips - 1)`` so the
-            first view starts at the first frame and the last ends at the last frame
-            (PySlowFast's ``DATA.USE_OFFSET_SAMPLING``; one clip is then centred).
+            (PySlowFast), or with ``use_offset`` ``clip_idx * floor(delta / (num_clips - 1))``
+            so the first view starts at the first frame and the last ends within
+            ``num_clips - 1`` frames of the last one (PySlowFast's ``DATA.USE_OFFSET_SAMPLING``;
+            one clip starts at ``floor(delta / 2)``).
         num_clips: number of evenly spaced clips.
         use_offset: see ``clip_idx``.
     """
@@ -51,8 +52,12 @@ def get_start_end_idx(
         start = float(torch.rand(()).item()) * delta
     elif not 0 <= clip_idx < num_clips:
         raise ValueError(f"clip_idx must be -1 or in [0, {num_clips}), got {clip_idx}")
-    elif use_offset:
-        start = delta / 2 if num_clips == 1 else delta * clip_idx / (num_clips - 1)
+    elif use_offset:  # PySlowFast floors the centre and the step (whole frames)
+        start = (
+            math.floor(delta / 2)
+            if num_clips == 1
+            else clip_idx * math.floor(delta / (num_clips - 1))
+        )
     else:
         start = delta * clip_idx / num_clips
     return start, start + float(clip_size) - 1
