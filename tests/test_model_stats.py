@@ -232,6 +232,20 @@ def test_model_stats_tool_prints_json_last(tmp_path):
     assert last["gflops_with_bn"] > last["gflops"]
 
 
+def test_model_stats_tool_names_the_backbone():
+    import importlib.util
+
+    from slowfast.config.defaults import get_cfg
+
+    spec = importlib.util.spec_from_file_location("model_stats_tool", REPO / "tools/model_stats.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = get_cfg()
+    assert tool.describe_model(cfg) == "SlowFast (slowfast, ResNet-50)"
+    cfg.MODEL.MODEL_NAME, cfg.MODEL.ARCH = "RegNet", "slow"
+    assert tool.describe_model(cfg) == "RegNet (RegNet-400M-3D)"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_counts_a_model_on_cuda():
     model, cfg = _Tiny(), _tiny_cfg()

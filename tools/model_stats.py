@@ -18,6 +18,13 @@ from typing import Any, Dict, List, Optional
 from slowfast.utils.parser import load_config, parse_args
 
 
+def describe_model(cfg: Any) -> str:
+    """The model row of the table: registered name, architecture and backbone size."""
+    if cfg.MODEL.MODEL_NAME == "RegNet":
+        return f"RegNet (RegNet-{cfg.REGNET.DEPTH}-3D)"
+    return f"{cfg.MODEL.MODEL_NAME} ({cfg.MODEL.ARCH}, ResNet-{cfg.RESNET.DEPTH})"
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     from slowfast.models import build_model
     from slowfast.utils.misc import model_summary
@@ -30,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     stats["config"] = " ".join(args.cfg_files)
     rows = [
         ("config", stats["config"]),
-        ("model", f"{cfg.MODEL.MODEL_NAME} ({cfg.MODEL.ARCH}, ResNet-{cfg.RESNET.DEPTH})"),
+        ("model", describe_model(cfg)),
         ("input per pathway", ", ".join("x".join(map(str, s)) for s in stats["input"])),
         ("params", f"{stats['params']:,}"),
         ("params without BN", f"{stats['params_without_bn']:,}"),
