@@ -95,7 +95,11 @@ class TinySynth(torch.utils.data.Dataset):
         x[video % self.num_classes % 3] += 1.0
         if os.environ.get("TINY_NAN_INDEX") == str(index) and self.split == "train":
             x.fill_(float("nan"))
-        return [x], self._label(video), index, {}
+        meta = {}
+        if os.environ.get("TINY_DECODE_FAIL_INDEX") == str(index) and self.split == "train":
+            # as Kinetics reports a file it replaced with another video
+            meta = {"decode_failures": [["tiny_bad.mp4", "injected failure"]]}
+        return [x], self._label(video), index, meta
 
 
 def register() -> None:

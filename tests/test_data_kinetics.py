@@ -243,8 +243,15 @@ def test_loader_gathers_failures_across_workers(broken_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="slowfast.datasets.loader"):
         n = sum(1 for _ in loader)
     assert n == 7 and sorted(loader.decode_failures) == sorted(bad)
+    assert loader.epoch_decode_failures >= len(bad)  # each bad item fails at least once
     for path in bad:
         assert sum(path in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="slowfast.datasets.loader"):
+        assert sum(1 for _ in loader) == 7
+    # a second pass counts its own failures again, without logging the files again
+    assert loader.epoch_decode_failures >= len(bad) and len(loader.decode_failures) == 3
+    assert not any(path in r.getMessage() for r in caplog.records for path in bad)
     cfg.DATA_LOADER.MAX_DECODE_FAILURES = 2
     with pytest.raises(RuntimeError, match="MAX_DECODE_FAILURES"):
         list(construct_loader(cfg, "train"))

@@ -67,6 +67,17 @@ def test_nan_loss_stops_the_training_loop(tmp_path, monkeypatch):
         train(cfg)
 
 
+def test_decode_failures_counted_every_epoch(tmp_path, monkeypatch):
+    """A bad file met in each epoch is counted in each epoch (logged by name once)."""
+    monkeypatch.setenv("TINY_DECODE_FAIL_INDEX", "2")
+    cfg = _cfg(tmp_path, **{"SOLVER.MAX_EPOCH": 3})
+    summary = train(cfg)
+    assert summary["decode_failures"] == [1, 1, 1]
+    log = _log(cfg)
+    assert log.count("epoch 2: 1 clips failed to decode") == 1
+    assert log.count("decode failure: tiny_bad.mp4 (injected failure)") <= 1
+
+
 def test_bce_on_logits_is_refused_with_the_key():
     cfg = _cfg_plain()
     cfg.MODEL.LOSS_FUNC = "bce"

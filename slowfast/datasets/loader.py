@@ -53,17 +53,21 @@ def collate_clips(batch: Sequence[tuple]):
 class ClipLoader(DataLoader):
     """A DataLoader that gathers the decode failures reported by items (``meta``) from every
     worker, logs each bad file once, and stops the run past ``max_decode_failures`` distinct
-    files (``decode_failures`` maps path -> reason, across epochs)."""
+    files (``decode_failures`` maps path -> reason, across epochs). ``epoch_decode_failures``
+    counts the failed decodes of the current (or last) pass over the loader, repeats of a
+    known bad file included; it restarts at 0 with every pass."""
 
     def __init__(self, *args, max_decode_failures: int = 100, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_decode_failures = int(max_decode_failures)
         self.decode_failures: Dict[str, str] = {}
+        self.epoch_decode_failures = 0
 
     def _note_failures(self, meta: Any) -> None:
         if not isinstance(meta, dict):
             return
         for path, reason in meta.get("decode_failures", ()):
+            self.epoch_decode_failures += 1
             if path in self.decode_failures:
                 continue
             self.decode_failures[path] = reason
@@ -77,6 +81,7 @@ class ClipLoader(DataLoader):
             )
 
     def __iter__(self) -> Iterator:
+        self.epoch_decode_failures = 0
         for batch in super().__iter__():
             if isinstance(batch, (list, tuple)) and len(batch) == 4:
                 self._note_failures(batch[3])

@@ -154,7 +154,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if "train_wall_time" in summary:
         lines.append(f"train wall time     {summary['train_wall_time']}")
     if "decode_failures" in summary:
-        lines.append(f"decode failures     {summary['decode_failures']}")
+        lines.append(f"decode failures     {summary['decode_failures']} (per epoch)")
     if "test_top1_acc" in summary or "test_map" in summary:
         if "test_map" in summary:
             lines.append(f"test mAP            {_fmt(summary['test_map'])}")

@@ -147,13 +147,16 @@ def eval_epoch(
     return stats
 
 
-def _decode_failures(loader: Any, device: torch.device) -> int:
-    """Distinct videos that failed to decode so far (loaders that count them), all ranks.
+def _decode_failures(loader: Any, device: torch.device) -> Tuple[int, int]:
+    """(failed decodes in the loader's last pass, distinct videos that failed so far), summed
+    over all ranks (loaders that count them; 0 otherwise).
 
-    ``device``: where the count is reduced (NCCL reduces CUDA tensors only)."""
-    failures = getattr(loader, "decode_failures", {}) or {}
-    count = torch.tensor([float(len(failures))], device=device)
-    return int(du.all_reduce([count], average=False)[0].item())
+    ``device``: where the counts are reduced (NCCL reduces CUDA tensors only)."""
+    distinct = len(getattr(loader, "decode_failures", {}) or {})
+    in_epoch = int(getattr(loader, "epoch_decode_failures", 0) or 0)
+    counts = torch.tensor([float(in_epoch), float(distinct)], device=device)
+    counts = du.all_reduce([counts], average=False)[0]
+    return int(counts[0].item()), int(counts[1].item())
 
 
 class _BestTracker:
@@ -208,7 +211,6 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
     writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
     tracker = _BestTracker()
     failures_per_epoch: List[int] = []
-    failures_before = _decode_failures(train_loader, device_for(cfg))
 
     logger.info("start epoch: %d of %d", start_epoch + 1, cfg.SOLVER.MAX_EPOCH)
     last_epoch = start_epoch
@@ -217,16 +219,16 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
         epoch_stats = train_epoch(
             train_loader, model, optimizer, train_meter, cur_epoch, cfg, runner, writer
         )
-        failures = _decode_failures(train_loader, device_for(cfg))
-        failures_per_epoch.append(failures - failures_before)
-        if failures > failures_before:
+        failures, bad_videos = _decode_failures(train_loader, device_for(cfg))
+        failures_per_epoch.append(failures)
+        if failures:
             logger.warning(
-                "epoch %d: %d videos failed to decode (%d in this run)",
+                "epoch %d: %d clips failed to decode and were replaced (%d distinct bad videos "
+                "in this run)",
                 cur_epoch + 1,
-                failures - failures_before,
                 failures,
+                bad_videos,
             )
-        failures_before = failures
         if writer is not None:
             writer.add_scalars({"Train/epoch_loss": epoch_stats["loss"]}, cur_epoch)
 
