@@ -82,7 +82,9 @@ def main(argv=None) -> int:
         cfg = get_cfg()
         cfg.DATA.PATH_TO_DATA_DIR = cfg.DATA.PATH_PREFIX = root
         cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE = args.num_frames, args.sampling_rate
+        # one crop: short side scaled to TRAIN_JITTER_SCALES[0], here the frames' own (no resize)
         cfg.DATA.TEST_CROP_SIZE = min(args.width, args.height)
+        cfg.DATA.TRAIN_JITTER_SCALES = [cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE]
         cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = args.views, 1
         cfg.MODEL.ARCH = "slow"
         dataset = Kinetics(cfg, "test")
