@@ -110,6 +110,18 @@ def test_single_crop_scales_to_train_jitter_min(data_dir):
     assert centre3.shape == frames.shape and not torch.allclose(centre3, frames, atol=1e-3)
 
 
+def test_crop_larger_than_scale_names_keys(data_dir):
+    with pytest.raises(ValueError, match=r"TRAIN_JITTER_SCALES\[0\] = 32 .*TRAIN_CROP_SIZE = 36"):
+        Kinetics(make_cfg(data_dir, DATA__TRAIN_CROP_SIZE=36), "train")
+    with pytest.raises(ValueError, match=r"\[min, max\]"):
+        Kinetics(make_cfg(data_dir, DATA__TRAIN_JITTER_SCALES=[40, 32]), "val")
+    cfg = make_cfg(data_dir, DATA__TEST_CROP_SIZE=36)
+    Kinetics(cfg, "test")  # 3 crops: scaled to the crop size itself
+    cfg.TEST.NUM_SPATIAL_CROPS = 1
+    with pytest.raises(ValueError, match=r"NUM_SPATIAL_CROPS 1 .*TEST_CROP_SIZE = 36"):
+        Kinetics(cfg, "test")
+
+
 def test_test_views_end_to_end(tmp_path):
     """Index-coded video: the test views of the dataset show evenly spaced frames."""
     write_video(index_coded_frames(120, 32, 48), str(tmp_path / "clock.mp4"), 30, gop=10)

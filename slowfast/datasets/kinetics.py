@@ -79,6 +79,27 @@ def read_labelled_list(
     return items
 
 
+def _check_scales(cfg, split: str) -> None:
+    """The crop of ``split`` must fit in the scaled short side; ValueError naming the keys."""
+    data = cfg.DATA
+    lo, hi = data.TRAIN_JITTER_SCALES
+    if split == "test":
+        if cfg.TEST.NUM_SPATIAL_CROPS == 1 and lo < data.TEST_CROP_SIZE:
+            raise ValueError(
+                f"with TEST.NUM_SPATIAL_CROPS 1 the short side is scaled to "
+                f"DATA.TRAIN_JITTER_SCALES[0] = {lo}, smaller than DATA.TEST_CROP_SIZE = "
+                f"{data.TEST_CROP_SIZE}"
+            )
+        return
+    if not lo <= hi:
+        raise ValueError(f"DATA.TRAIN_JITTER_SCALES must be [min, max], got {[lo, hi]}")
+    if lo < data.TRAIN_CROP_SIZE:
+        raise ValueError(
+            f"DATA.TRAIN_JITTER_SCALES[0] = {lo} is smaller than DATA.TRAIN_CROP_SIZE = "
+            f"{data.TRAIN_CROP_SIZE}: the crop must fit in the scaled short side"
+        )
+
+
 def _in_worker() -> bool:
     return torch.utils.data.get_worker_info() is not None
 
@@ -99,6 +120,7 @@ class Kinetics(torch.utils.data.Dataset):
             self._num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
         else:
             self._num_clips = 1
+        _check_scales(cfg, split)
         csv = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split}.csv")
         videos = read_labelled_list(csv, cfg.DATA.PATH_LABEL_SEPARATOR, cfg.DATA.PATH_PREFIX)
         self._path_to_videos = [p for p, _ in videos]
