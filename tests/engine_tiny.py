@@ -13,7 +13,6 @@ test runs when ``TEST.ENABLE``.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -169,23 +168,20 @@ def train_and_save(cfg) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from slowfast.engine.evaluator import test
-    from slowfast.utils.multiprocessing import launch_job
-    from slowfast.utils.parser import load_config, parse_args
+    """``tools/run_net.py`` with ``train_and_save`` as the training loop."""
+    from slowfast.engine.run import main as run_main
 
     register()
-    args = parse_args(argv)
-    cfg = load_config(args)
-    launch_job(cfg, args.init_method, train_and_save)
-    if cfg.TEST.ENABLE:
-        launch_job(cfg, args.init_method, test)
-    return 0
+    return run_main(argv, train_func=train_and_save)
 
 
 register()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from slowfast.engine.run import run_and_exit
+
+    register()
+    run_and_exit(train_func=train_and_save)
 
 
 def fail_on_rank_one(cfg) -> None:

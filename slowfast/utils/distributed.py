@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 TIMEOUT_ENV = "SLOWFAST_DIST_TIMEOUT_S"
 _DEFAULT_TIMEOUT_S = {"gloo": 120.0, "nccl": 1800.0}
 
+# Whether this process joined a process group (see ``joined_a_group``).
+_JOINED = False
 _LOCAL_RANK: Optional[int] = None
 
 
@@ -95,6 +97,8 @@ def init_process_group(
     rank = shard_id * local_world_size + local_rank
     if use_gpu:
         torch.cuda.set_device(local_rank)
+    global _JOINED
+    _JOINED = True
     dist.init_process_group(
         backend=dist_backend,
         init_method=init_method,
@@ -111,6 +115,8 @@ def init_process_group_from_env(dist_backend: str = "gloo", use_gpu: bool = Fals
     _LOCAL_RANK = int(os.environ["LOCAL_RANK"])
     if use_gpu:
         torch.cuda.set_device(_LOCAL_RANK)
+    global _JOINED
+    _JOINED = True
     dist.init_process_group(
         backend=dist_backend,
         init_method="env://",
@@ -124,6 +130,25 @@ def destroy_process_group() -> None:
     """Leave the process group, if any."""
     if is_dist_avail_and_initialized():
         dist.destroy_process_group()
+
+
+def joined_a_group() -> bool:
+    """Whether this process has been part of a process group."""
+    return _JOINED
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly at the end of a job: wait for every rank (so no
+    collective is still in flight), free unreachable objects that hold the group (a DDP
+    model's reducer), then destroy the group while the interpreter is fully alive. Tearing
+    gloo down from ``atexit`` instead can abort the process after a successful run."""
+    if not is_dist_avail_and_initialized():
+        return
+    import gc
+
+    synchronize()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def synchronize() -> None:
