@@ -91,38 +91,33 @@ def init_process_group(
         dist_backend: ``nccl`` or ``gloo``.
         use_gpu: bind this process to GPU ``local_rank``.
     """
-    global _LOCAL_RANK
-    _LOCAL_RANK = local_rank
     world_size = local_world_size * num_shards
     rank = shard_id * local_world_size + local_rank
-    if use_gpu:
-        torch.cuda.set_device(local_rank)
-    global _JOINED
-    _JOINED = True
-    dist.init_process_group(
-        backend=dist_backend,
-        init_method=init_method,
-        world_size=world_size,
-        rank=rank,
-        timeout=dist_timeout(dist_backend),
-    )
+    _join(local_rank, rank, world_size, init_method, dist_backend, use_gpu)
 
 
 def init_process_group_from_env(dist_backend: str = "gloo", use_gpu: bool = False) -> None:
     """Join the process group described by ``$RANK``, ``$WORLD_SIZE``, ``$LOCAL_RANK``,
     ``$MASTER_ADDR`` and ``$MASTER_PORT`` (what ``torchrun`` sets)."""
-    global _LOCAL_RANK
-    _LOCAL_RANK = int(os.environ["LOCAL_RANK"])
+    local_rank, rank = int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    _join(local_rank, rank, world_size, "env://", dist_backend, use_gpu)
+
+
+def _join(
+    local_rank: int, rank: int, world_size: int, init_method: str, backend: str, use_gpu: bool
+) -> None:
+    global _LOCAL_RANK, _JOINED
+    _LOCAL_RANK = local_rank
     if use_gpu:
-        torch.cuda.set_device(_LOCAL_RANK)
-    global _JOINED
+        torch.cuda.set_device(local_rank)
     _JOINED = True
     dist.init_process_group(
-        backend=dist_backend,
-        init_method="env://",
-        world_size=int(os.environ["WORLD_SIZE"]),
-        rank=int(os.environ["RANK"]),
-        timeout=dist_timeout(dist_backend),
+        backend=backend,
+        init_method=init_method,
+        world_size=world_size,
+        rank=rank,
+        timeout=dist_timeout(backend),
     )
 
 
