@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -19,3 +20,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (a user's clone has no ../shared test data)")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny convolutions on one thread: far faster than on contended cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

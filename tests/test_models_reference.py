@@ -18,13 +18,7 @@ import torch.nn.functional as F
 from slowfast.config.defaults import get_cfg
 from slowfast.models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bn(sd, prefix, x, training):

@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from test_models_reference import _bn
 
 from slowfast.config.defaults import get_cfg
 from slowfast.models import MODEL_REGISTRY, build_model
@@ -19,12 +20,7 @@ RELEASE = {"400M": ([1, 2, 7, 12], [32, 64, 160, 384], 16, 24)}
 TEMPORAL = [1, 1, 3, 3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def regnet_cfg(depth="400M", classes=7):
@@ -72,19 +68,6 @@ def test_regnet_names_shapes_and_parameter_count(depth):
     expected += widths[-1] * classes + classes
     model = _meta(regnet_cfg(depth, classes))
     assert sum(p.numel() for p in model.parameters()) == expected
-
-
-def _bn(sd, prefix, x, training):
-    return F.batch_norm(
-        x,
-        sd[prefix + ".running_mean"].clone(),
-        sd[prefix + ".running_var"].clone(),
-        sd[prefix + ".weight"],
-        sd[prefix + ".bias"],
-        training=training,
-        momentum=0.1,
-        eps=1e-5,
-    )
 
 
 def reference_forward(sd, x, groups, training):
