@@ -83,6 +83,7 @@ def check_pgt(cfg: CfgNode) -> None:
                 f"{want_o} (PGT.STEP_LEN [{ts}, {want_t}], PGT.OVERLAP [{os_}, {want_o}]); "
                 f"DATA.NUM_FRAMES would then be {want_len} (it is {cfg.DATA.NUM_FRAMES})"
             )
+    check_pgt_model(cfg)
     expected = lengths[-1]
     if cfg.DATA.NUM_FRAMES != expected:
         t, o = cfg.PGT.STEP_LEN[-1], cfg.PGT.OVERLAP[-1]
@@ -92,6 +93,33 @@ def check_pgt(cfg: CfgNode) -> None:
             f"({t} - {o}) * ({cfg.PGT.STEPS} - 1) + {t} = {expected} frames: "
             f"set DATA.NUM_FRAMES to {expected}"
         )
+
+
+def check_pgt_model(cfg: CfgNode) -> None:
+    """Architectures whose frame counts the Markov caches cannot follow."""
+    if cfg.MODEL.MODEL_NAME == "ResNet" and cfg.MODEL.ARCH in ("c2d", "i3d"):
+        raise ValueError(
+            f"PGT.ENABLE: MODEL.ARCH {cfg.MODEL.ARCH!r} with MODEL.MODEL_NAME 'ResNet' has a "
+            "temporal pooling after res2 that halves time between stages, so a step's carried "
+            "frames would no longer line up; use MODEL.MODEL_NAME ResNet_nopool (or MODEL.ARCH "
+            f"{cfg.MODEL.ARCH}_nopool)"
+        )
+    if cfg.MODEL.MODEL_NAME == "RegNet":
+        return
+    n = num_pathways(cfg)
+    for stage, (locations, groups) in enumerate(zip(cfg.NONLOCAL.LOCATION, cfg.NONLOCAL.GROUP)):
+        for p in range(min(n, len(locations), len(groups))):
+            g = int(groups[p])
+            if not locations[p] or g <= 1:
+                continue
+            t, o = int(cfg.PGT.STEP_LEN[p]), int(cfg.PGT.OVERLAP[p])
+            if t % g or (cfg.PGT.STEPS > 1 and (t - o) % g):
+                raise ValueError(
+                    f"NONLOCAL.GROUP[{stage}][{p}] = {g} must divide the frames of every PGT "
+                    f"step (PGT.STEP_LEN[{p}] = {t} on step 0, STEP_LEN - OVERLAP = {t - o} "
+                    "after): non-local blocks attend within a step; set it to 1 or change "
+                    "PGT.STEP_LEN / PGT.OVERLAP"
+                )
 
 
 def check_model(cfg: CfgNode) -> None:

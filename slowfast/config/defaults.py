@@ -58,6 +58,11 @@ _C.TRAIN.CHECKPOINT_INFLATE = False
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
 # Substrings removed from checkpoint parameter names before loading (first occurrence).
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
+# Mixed precision (PySlowFast's key): autocast, with a GradScaler for float16 on CUDA.
+_C.TRAIN.MIXED_PRECISION = False
+# Ours: the autocast dtype on CUDA, "float16" (with a GradScaler) or "bfloat16" (without);
+# CPU autocast is always bfloat16.
+_C.TRAIN.MIXED_PRECISION_DTYPE = "float16"
 
 # ---------------------------------------------------------------------------- #
 # Testing
@@ -218,6 +223,10 @@ _C.SOLVER.OPTIMIZING_METHOD = "sgd"
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
 # Start the cosine curve after the warm-up instead of at epoch 0.
 _C.SOLVER.COSINE_AFTER_WARMUP = False
+# Clip each gradient element to [-CLIP_GRAD_VAL, CLIP_GRAD_VAL] before the step (None: off).
+_C.SOLVER.CLIP_GRAD_VAL = None
+# Clip the gradients' global L2 norm to CLIP_GRAD_L2NORM before the step (None: off).
+_C.SOLVER.CLIP_GRAD_L2NORM = None
 
 # ---------------------------------------------------------------------------- #
 # Misc

@@ -8,14 +8,19 @@ between tasks lives in a runner registered in ``STEP_RUNNER_REGISTRY``:
 - a detection runner would feed ``meta["boxes"]`` to the model.
 
 A runner is built as ``cls(cfg)`` and provides ``forward``, ``compute_loss``, ``train_step``
-and ``eval_step``; subclass :class:`ClipStepRunner` and override what differs.
+and ``eval_step``; subclass :class:`ClipStepRunner` and override what differs. Every runner
+shares the seams of the clip runner: ``autocast()`` (``TRAIN.MIXED_PRECISION``,
+``TRAIN.MIXED_PRECISION_DTYPE``), ``backward(loss)`` (scaled by the GradScaler of float16 on
+CUDA) and ``optimizer_step(model, optimizer)`` (unscale, ``SOLVER.CLIP_GRAD_VAL`` /
+``SOLVER.CLIP_GRAD_L2NORM``, step, scaler update).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -71,11 +76,52 @@ class ClipStepRunner:
 
     name = "clip"
 
-    def __init__(self, cfg: CfgNode) -> None:
+    def __init__(self, cfg: CfgNode, scaler: Optional[torch.amp.GradScaler] = None) -> None:
         from slowfast.models.losses import get_loss_func
 
         self.loss_name = cfg.MODEL.LOSS_FUNC
         self.loss_fn = get_loss_func(self.loss_name)(reduction="mean")
+        self.amp = bool(cfg.TRAIN.MIXED_PRECISION)
+        self.device_type = "cuda" if cfg.NUM_GPUS > 0 else "cpu"
+        dtype = str(cfg.TRAIN.MIXED_PRECISION_DTYPE)
+        if dtype not in ("float16", "bfloat16"):
+            raise ValueError(
+                f"TRAIN.MIXED_PRECISION_DTYPE must be 'float16' or 'bfloat16', got {dtype!r}"
+            )
+        # CPU autocast computes in bfloat16; float16 on CUDA needs a GradScaler.
+        self.amp_dtype = torch.bfloat16 if self.device_type == "cpu" else getattr(torch, dtype)
+        if scaler is None and self.amp and self.amp_dtype == torch.float16:
+            scaler = torch.amp.GradScaler(self.device_type)
+        self.scaler = scaler
+        self.clip_val = cfg.SOLVER.CLIP_GRAD_VAL
+        self.clip_norm = cfg.SOLVER.CLIP_GRAD_L2NORM
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast of ``TRAIN.MIXED_PRECISION`` (a no-op when off)."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
+
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """``loss.backward()``, scaled by the GradScaler when there is one."""
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        scaled.backward(retain_graph=retain_graph)
+
+    def optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Unscale, clip (``SOLVER.CLIP_GRAD_VAL`` / ``CLIP_GRAD_L2NORM``), step, update."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if self.clip_val is not None or self.clip_norm is not None:
+            params = [p for p in model.parameters() if p.grad is not None]
+            if self.clip_val is not None:
+                torch.nn.utils.clip_grad_value_(params, float(self.clip_val))
+            if self.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, float(self.clip_norm))
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
 
     def forward(self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]):
         """The model's output for a batch (detection runners also pass the boxes)."""
@@ -104,20 +150,22 @@ class ClipStepRunner:
         ctx: StepContext,
     ) -> StepOutput:
         """Forward, loss (stop on NaN/inf), backward, optimizer step."""
-        preds = self.forward(model, inputs, meta)
-        loss = self.compute_loss(preds, labels)
+        with self.autocast():
+            preds = self.forward(model, inputs, meta)
+            loss = self.compute_loss(preds, labels)
         check_finite_loss(loss, ctx)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return StepOutput(loss=loss.detach(), preds=preds.detach())
+        self.backward(loss)
+        self.optimizer_step(model, optimizer)
+        return StepOutput(loss=loss.detach().float(), preds=preds.detach().float())
 
     @torch.no_grad()
     def eval_step(
         self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
     ) -> torch.Tensor:
         """Scores (N, NUM_CLASSES) of a batch, the model in eval mode."""
-        return self.forward(model, inputs, meta)
+        with self.autocast():
+            return self.forward(model, inputs, meta).float()
 
 
 def runner_name(cfg: CfgNode) -> str:
@@ -134,12 +182,7 @@ def build_step_runner(cfg: CfgNode) -> ClipStepRunner:
     """The step runner for ``cfg`` (see ``runner_name``)."""
     wanted = runner_name(cfg)
     if wanted == "progressive":
-        import importlib
-
-        try:  # the PGT package registers its runner on import
-            importlib.import_module("slowfast.pgt")
-        except ImportError:
-            pass
+        import slowfast.pgt  # noqa: F401  (registers the progressive runner; errors propagate)
     for registered, cls in STEP_RUNNER_REGISTRY:
         if getattr(cls, "name", registered) == wanted:
             return cls(cfg)

@@ -21,7 +21,8 @@ reads ``cfg``; it must not move itself to a device nor wrap itself for distribut
 def build_model(cfg, gpu_id: Optional[int] = None) -> nn.Module:
     """Build ``cfg.MODEL.MODEL_NAME`` from ``MODEL_REGISTRY``.
 
-    The model is moved to ``cuda:gpu_id`` (``gpu_id`` None: the current CUDA device) only when
+    With ``PGT.ENABLE`` the Markov caches are attached (``slowfast.pgt``; state-dict keys are
+    unchanged). The model is moved to ``cuda:gpu_id`` (``gpu_id`` None: the current CUDA device) only when
     ``cfg.NUM_GPUS > 0``; it is never wrapped in DistributedDataParallel (the engine does that).
 
     Raises:
@@ -36,6 +37,10 @@ def build_model(cfg, gpu_id: Optional[int] = None) -> nn.Module:
         known = sorted(k for k, _ in MODEL_REGISTRY)
         raise KeyError(f"MODEL.MODEL_NAME {name!r} is not a registered model; known: {known}")
     model = MODEL_REGISTRY.get(name)(cfg)
+    if cfg.get("PGT") is not None and cfg.PGT.ENABLE:
+        from slowfast.pgt import attach_from_cfg
+
+        attach_from_cfg(model, cfg)
     if cfg.NUM_GPUS > 0:
         if not torch.cuda.is_available():
             raise RuntimeError(

@@ -30,7 +30,10 @@ def _pool3d(mode: str, kernel: Sequence[int]) -> nn.Module:
 class TemporalPool(nn.Module):
     """Pools time with a window of ``kernel_t`` frames and stride 1 (``None``: all frames).
 
-    ``mode`` is "avg" or "max". Input and output are (N, C, T, H, W).
+    ``mode`` is "avg" or "max". Input and output are (N, C, T, H, W). Setting ``bins`` to an
+    integer switches to adaptive pooling into that many temporal bins, whatever the number of
+    frames (a wrapper uses it to evaluate long clips; the module has no parameters, so this
+    changes no state-dict key); ``None`` restores the fixed window.
     """
 
     def __init__(self, kernel_t: Optional[int], mode: str = "avg") -> None:
@@ -39,15 +42,21 @@ class TemporalPool(nn.Module):
             raise ValueError(f"MODEL.FINAL_POOL entries must be one of {POOL_TYPES}, got {mode!r}")
         self.kernel_t = kernel_t
         self.mode = mode
+        self.bins: Optional[int] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bins is not None:
+            size = (int(self.bins), None, None)
+            if self.mode == "avg":
+                return nn.functional.adaptive_avg_pool3d(x, size)
+            return nn.functional.adaptive_max_pool3d(x, size)
         kernel = x.shape[2] if self.kernel_t is None else self.kernel_t
         if self.mode == "avg":
             return nn.functional.avg_pool3d(x, [kernel, 1, 1], stride=1)
         return nn.functional.max_pool3d(x, [kernel, 1, 1], stride=1)
 
     def extra_repr(self) -> str:
-        return f"kernel_t={self.kernel_t}, mode={self.mode}"
+        return f"kernel_t={self.kernel_t}, mode={self.mode}, bins={self.bins}"
 
 
 def make_activation(act_func: str) -> Optional[nn.Module]:

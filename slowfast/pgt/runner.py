@@ -1,0 +1,252 @@
+"""Progressive training and evaluation: the ``progressive`` step runner and the public calls.
+
+Training (one clip): ``zero_grad``; for each step k: forward the step's frames, the step's mean
+loss, backward, and free the step's graph; the gradients of the steps add up; the optimizer
+steps once per clip with ``PGT.TRAIN_TOGETHER`` (after every step otherwise). Under DDP with
+``TRAIN_TOGETHER`` every step but the last runs under ``no_sync()``, so gradients are
+all-reduced once per clip. Evaluation: ``PGT.PG_EVAL`` runs the steps and combines the
+per-step probabilities by ``PGT.ENSEMBLE_METHOD``; otherwise the model sees the whole long
+clip (orig long: no caches, the head pools time into ``PGT.TPOOL_SIZE`` bins).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from slowfast.engine.steps import (
+    STEP_RUNNER_REGISTRY,
+    ClipStepRunner,
+    StepContext,
+    StepOutput,
+    check_finite_loss,
+)
+from slowfast.pgt.caches import set_step, unwrap
+from slowfast.pgt.schedule import Schedule, base_schedule, dpr_schedule, split_steps
+
+logger = logging.getLogger(__name__)
+
+
+def _num_pathways(cfg: CfgNode) -> int:
+    return 2 if cfg.MODEL.ARCH in cfg.MODEL.MULTI_PATHWAY_ARCH else 1
+
+
+def schedule_from_cfg(cfg: CfgNode) -> Schedule:
+    """``PGT.STEP_LEN``, ``PGT.OVERLAP``, ``PGT.STEPS`` for the model's pathways."""
+    return base_schedule(cfg.PGT.STEP_LEN, cfg.PGT.OVERLAP, cfg.PGT.STEPS, _num_pathways(cfg))
+
+
+def _step_labels(labels: torch.Tensor, k: int, steps: int) -> torch.Tensor:
+    """Labels of step ``k``: per-step targets (N, P, ...) when given, else the clip's."""
+    if labels.dim() >= 2 and labels.shape[1] == steps and labels.dim() == 3:
+        return labels[:, k]
+    return labels
+
+
+def _run_steps(
+    model: nn.Module,
+    step_inputs: List[List[torch.Tensor]],
+    bboxes: Optional[torch.Tensor] = None,
+) -> List[torch.Tensor]:
+    outputs = []
+    try:
+        for k, x in enumerate(step_inputs):
+            set_step(model, k)
+            outputs.append(model(x) if bboxes is None else model(x, bboxes))
+    finally:
+        set_step(model, None)
+    return outputs
+
+
+def progressive_forward(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    cfg: CfgNode,
+    bboxes: Optional[torch.Tensor] = None,
+    schedule: Optional[Schedule] = None,
+) -> List[torch.Tensor]:
+    """Reset the caches, run the P steps of the long clip ``inputs`` (one tensor per pathway),
+    return the per-step outputs (in eval mode: the eval head's probabilities of each step)."""
+    schedule = schedule or schedule_from_cfg(cfg)
+    return _run_steps(model, split_steps(inputs, schedule), bboxes)
+
+
+def combine_steps(outputs: Sequence[torch.Tensor], method: str) -> torch.Tensor:
+    """PG-long ensemble of the per-step outputs: ``sum`` or ``max``."""
+    stacked = torch.stack(list(outputs), dim=1)
+    if method == "sum":
+        return stacked.sum(dim=1)
+    if method == "max":
+        return stacked.max(dim=1).values
+    raise ValueError(f"PGT.ENSEMBLE_METHOD must be 'sum' or 'max', got {method!r}")
+
+
+@STEP_RUNNER_REGISTRY.register()
+class ProgressiveStepRunner(ClipStepRunner):
+    """P steps per clip with Markov caches (``PGT.ENABLE``); see the module docstring."""
+
+    name = "progressive"
+
+    def __init__(self, cfg: CfgNode, scaler: Optional[torch.amp.GradScaler] = None) -> None:
+        super().__init__(cfg, scaler)
+        self.schedule = schedule_from_cfg(cfg)
+        self.train_together = bool(cfg.PGT.TRAIN_TOGETHER)
+        self.pg_eval = bool(cfg.PGT.PG_EVAL)
+        self.ensemble = str(cfg.PGT.ENSEMBLE_METHOD)
+        self.keep_graph = bool(cfg.PGT.TRUNCATE_GRAD)
+        self.dpr = str(cfg.PGT.DPR).upper()
+        self.seed = int(cfg.RNG_SEED)
+        self.alpha = int(cfg.SLOWFAST.ALPHA)
+        # DPR: how often each step length was drawn, per epoch (0-based).
+        self.dpr_counts: Dict[int, collections.Counter] = collections.defaultdict(
+            collections.Counter
+        )
+
+    def schedule_for(self, ctx: Optional[StepContext]) -> Schedule:
+        """The iteration's schedule: the configured one, or DPR's draw."""
+        if not self.dpr or ctx is None:
+            return self.schedule
+        schedule, factor = dpr_schedule(
+            self.schedule, self.dpr, self.seed, ctx.epoch, ctx.iteration, self.alpha
+        )
+        counts = self.dpr_counts[ctx.epoch]
+        counts[schedule.step_len[0]] += 1
+        logger.debug(
+            "DPR-%s epoch %d iteration %d: factor %g, STEP_LEN %s, STEPS %d",
+            self.dpr,
+            ctx.epoch + 1,
+            ctx.iteration + 1,
+            factor,
+            list(schedule.step_len),
+            schedule.steps,
+        )
+        if ctx.iteration + 1 == ctx.iters_per_epoch:
+            logger.info(
+                "DPR-%s epoch %d: step lengths drawn %s",
+                self.dpr,
+                ctx.epoch + 1,
+                dict(sorted(counts.items())),
+            )
+        return schedule
+
+    def progressive_train(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inputs: Sequence[torch.Tensor],
+        labels: torch.Tensor,
+        meta: Dict[str, Any],
+        ctx: Optional[StepContext],
+        loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One progressive iteration; returns (last step's predictions, mean step loss)."""
+        schedule = self.schedule_for(ctx)
+        step_inputs = split_steps(inputs, schedule)
+        loss_fn = loss_fn or self.compute_loss
+        ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        last = len(step_inputs) - 1
+        losses = []
+        preds = None
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            for k, x in enumerate(step_inputs):
+                set_step(model, k)
+                quiet = ddp and self.train_together and k < last
+                with model.no_sync() if quiet else contextlib.nullcontext():
+                    with self.autocast():
+                        preds = self.forward(model, x, meta)
+                        loss = loss_fn(preds, _step_labels(labels, k, len(step_inputs)))
+                    if ctx is not None:
+                        check_finite_loss(loss, ctx)
+                    elif not torch.isfinite(loss.detach()).all():
+                        raise FloatingPointError(f"PGT step {k}: the loss is {float(loss)}")
+                    self.backward(loss, retain_graph=self.keep_graph and k < last)
+                if not self.train_together:
+                    self.optimizer_step(model, optimizer)
+                    optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.detach().float())
+                preds = preds.detach()
+        finally:
+            set_step(model, None)
+        if self.train_together:
+            self.optimizer_step(model, optimizer)
+        return preds.float(), torch.stack(losses).mean()
+
+    def train_step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inputs: List[torch.Tensor],
+        labels: torch.Tensor,
+        meta: Dict[str, Any],
+        ctx: StepContext,
+    ) -> StepOutput:
+        preds, loss = self.progressive_train(model, optimizer, inputs, labels, meta, ctx)
+        return StepOutput(loss=loss, preds=preds)
+
+    @torch.no_grad()
+    def eval_step(
+        self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
+    ) -> torch.Tensor:
+        """PG long (``PGT.PG_EVAL``): the steps' probabilities combined; orig long otherwise."""
+        with self.autocast():
+            if not self.pg_eval:
+                set_step(model, None)
+                return self.forward(model, inputs, meta).float()
+            return self._pg_long(model, inputs, meta)
+
+    def _pg_long(
+        self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
+    ) -> torch.Tensor:
+        outputs = []
+        try:
+            for k, x in enumerate(split_steps(inputs, self.schedule)):
+                set_step(model, k)
+                outputs.append(self.forward(model, x, meta).float())
+        finally:
+            set_step(model, None)
+        return combine_steps(outputs, self.ensemble)
+
+
+def train_step(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    loss_fun: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    cfg: CfgNode,
+    scaler: Optional[torch.amp.GradScaler] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One progressive training iteration of ``model`` on the long clip ``inputs`` with the
+    configured schedule (no DPR draw); returns ``(last_step_preds, mean_loss)``."""
+    runner = ProgressiveStepRunner(cfg, scaler=scaler)
+    return runner.progressive_train(model, optimizer, inputs, labels, {}, None, loss_fun)
+
+
+class StepModel(nn.Module):
+    """Wraps a PGT model so that calling it on ``(step, inputs)`` runs that step (precise BN
+    iterates over the steps of each clip through it)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = unwrap(model)
+
+    def forward(self, item: Tuple[int, List[torch.Tensor]]) -> torch.Tensor:
+        step, inputs = item
+        set_step(self.model, step)
+        return self.model(inputs)
+
+
+def precise_bn_steps(loader: Any, cfg: CfgNode, use_gpu: bool):
+    """The ``(step, inputs)`` items of every clip of ``loader``, in step order."""
+    schedule = schedule_from_cfg(cfg)
+    for inputs, *_ in loader:
+        if use_gpu:
+            inputs = [x.cuda(non_blocking=True) for x in inputs]
+        yield from enumerate(split_steps(inputs, schedule))
