@@ -163,6 +163,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
                 f"test top-1/5        {_fmt(summary.get('test_top1_acc'))} / "
                 f"{_fmt(summary.get('test_top5_acc'))} ({summary.get('test_views')} views)"
             )
+        if summary.get("test_cost"):
+            lines.append(f"test cost / video   {summary['test_cost']['text']}")
         lines.append(f"test wall time      {summary.get('test_wall_time', '-')}")
     for key in ("train_memory", "test_memory"):
         if key in summary:

@@ -7,7 +7,7 @@ import logging
 import os
 import pickle
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -68,6 +68,32 @@ def save_results(path: str, video_preds: torch.Tensor, video_labels: torch.Tenso
     return path
 
 
+def test_cost(model: nn.Module, cfg: CfgNode, views: int) -> Optional[Dict[str, Any]]:
+    """The cost of testing one video as the paper's tables write it, ``GFLOPs x P x views``:
+    the GFLOPs of one forward at ``DATA.TEST_CROP_SIZE`` (with ``PGT.PG_EVAL``: of one step,
+    run P times; otherwise of the whole clip, P = 1). ``None`` when fvcore cannot count."""
+    from slowfast.utils.misc import get_flops
+
+    steps = 1
+    one = cfg
+    if cfg.PGT.ENABLE and cfg.PGT.PG_EVAL:
+        one = cfg.clone()
+        one.DATA.NUM_FRAMES = int(cfg.PGT.STEP_LEN[-1])
+        steps = int(cfg.PGT.STEPS)
+    try:
+        gflops = get_flops(model, one, use_train_input=False)
+    except Exception as e:  # statistics must not stop a test; say why they are missing
+        logger.warning("test cost could not be computed: %s: %s", type(e).__name__, e)
+        return None
+    return {
+        "gflops": gflops,
+        "steps": steps,
+        "views": views,
+        "total_gflops": gflops * steps * views,
+        "text": f"{gflops:.2f} GFLOPs x {steps} x {views} views = {gflops * steps * views:.1f}",
+    }
+
+
 def test(cfg: CfgNode) -> Dict[str, Any]:
     """Test the newest checkpoint (or ``TEST.CHECKPOINT_FILE_PATH``); return the summary."""
     from slowfast.datasets.loader import construct_loader
@@ -103,6 +129,12 @@ def test(cfg: CfgNode) -> Dict[str, Any]:
         multi_label=cfg.DATA.MULTI_LABEL,
         ensemble_method=cfg.DATA.ENSEMBLE_METHOD,
     )
+    cost = test_cost(model, cfg, num_clips) if du.is_root_proc() else None
+    if cost is not None:
+        mode = ""
+        if cfg.PGT.ENABLE:
+            mode = " (PG long)" if cfg.PGT.PG_EVAL else " (orig long)"
+        logger.info("test cost per video%s: %s", mode, cost["text"])
     stats = perform_test(loader, model, meter, cfg, build_step_runner(cfg))
 
     if cfg.TEST.SAVE_RESULTS_PATH and du.is_root_proc():
@@ -117,6 +149,7 @@ def test(cfg: CfgNode) -> Dict[str, Any]:
         "output_dir": cfg.OUTPUT_DIR,
         "test_checkpoint": checkpoint,
         "test_views": num_clips,
+        "test_cost": cost,
         "test_wall_time": wall_time(time.time() - start_time),
         "test_memory": memory_summary(cfg),
     }

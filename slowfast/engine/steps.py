@@ -159,6 +159,13 @@ class ClipStepRunner:
         self.optimizer_step(model, optimizer)
         return StepOutput(loss=loss.detach().float(), preds=preds.detach().float())
 
+    def precise_bn_forward(self, model: nn.Module):
+        """``(module, split, forwards per batch)`` for precise BN: the model itself, no split."""
+        return model, None, 1
+
+    def end_forward(self, model: nn.Module) -> None:
+        """Called after forwards driven outside the runner (precise BN); nothing to undo."""
+
     @torch.no_grad()
     def eval_step(
         self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]

@@ -235,17 +235,23 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
         is_ckpt = cu.is_checkpoint_epoch(cfg, cur_epoch)
         is_eval = is_eval_epoch(cfg, cur_epoch)
         if (is_ckpt or is_eval) and cfg.BN.USE_PRECISE_STATS and get_bn_modules(model):
+            bn_model, split, per_batch = runner.precise_bn_forward(model)
             calculate_and_update_precise_bn(
                 precise_bn_loader,
-                model,
-                min(cfg.BN.NUM_BATCHES_PRECISE, len(precise_bn_loader)),
+                bn_model,
+                min(cfg.BN.NUM_BATCHES_PRECISE, len(precise_bn_loader)) * per_batch,
                 cfg.NUM_GPUS > 0,
+                split=split,
             )
+            runner.end_forward(model)
         aggregate_sub_bn_stats(model)
         if is_ckpt:
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg)
         if is_eval:
-            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, runner, writer)
+            # The inner module: evaluation needs no DDP synchronisation.
+            val_stats = eval_epoch(
+                val_loader, cu.unwrap_model(model), val_meter, cur_epoch, cfg, runner, writer
+            )
             tracker.update(val_stats, cur_epoch)
         last_epoch = cur_epoch + 1
     writer.close()

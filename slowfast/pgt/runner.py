@@ -178,6 +178,20 @@ class ProgressiveStepRunner(ClipStepRunner):
             self.optimizer_step(model, optimizer)
         return preds.float(), torch.stack(losses).mean()
 
+    def precise_bn_forward(self, model: nn.Module):
+        """Precise BN through the steps: every step of a clip is one statistics sample (whole
+        long clips in train mode would not fit the head)."""
+        schedule = self.schedule
+
+        def split(inputs: List[torch.Tensor]):
+            return enumerate(split_steps(inputs, schedule))
+
+        return StepModel(model), split, schedule.steps
+
+    def end_forward(self, model: nn.Module) -> None:
+        """Back to whole-clip forwards, no cache kept."""
+        set_step(model, None)
+
     def train_step(
         self,
         model: nn.Module,
@@ -230,8 +244,9 @@ def train_step(
 
 
 class StepModel(nn.Module):
-    """Wraps a PGT model so that calling it on ``(step, inputs)`` runs that step (precise BN
-    iterates over the steps of each clip through it)."""
+    """Wraps a PGT model so that calling it on ``(step, inputs)`` runs that step; the steps of
+    a clip must come in order (precise BN iterates over them through it); the runner's
+    ``end_forward`` returns the caches to the whole-clip state afterwards."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -240,13 +255,8 @@ class StepModel(nn.Module):
     def forward(self, item: Tuple[int, List[torch.Tensor]]) -> torch.Tensor:
         step, inputs = item
         set_step(self.model, step)
-        return self.model(inputs)
-
-
-def precise_bn_steps(loader: Any, cfg: CfgNode, use_gpu: bool):
-    """The ``(step, inputs)`` items of every clip of ``loader``, in step order."""
-    schedule = schedule_from_cfg(cfg)
-    for inputs, *_ in loader:
-        if use_gpu:
-            inputs = [x.cuda(non_blocking=True) for x in inputs]
-        yield from enumerate(split_steps(inputs, schedule))
+        try:
+            return self.model(inputs)
+        except BaseException:
+            set_step(self.model, None)
+            raise

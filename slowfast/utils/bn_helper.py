@@ -4,7 +4,7 @@ runs."""
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Iterator, List
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from torch import nn
 
@@ -21,14 +21,20 @@ def get_bn_modules(model: nn.Module) -> List[nn.Module]:
 
 
 def calculate_and_update_precise_bn(
-    loader: Iterable, model: nn.Module, num_iters: int = 200, use_gpu: bool = True
+    loader: Iterable,
+    model: nn.Module,
+    num_iters: int = 200,
+    use_gpu: bool = True,
+    split: Optional[Callable[[List[Any]], Iterable[Any]]] = None,
 ) -> int:
     """Recompute the running statistics of ``model``'s batch norms over ``num_iters`` batches.
 
     Each process computes the statistics of its own batches (fvcore: mean and population
     variance over all their elements); the processes then combine them (equal batch counts
     assumed), so every rank ends with the same buffers. ``model`` may be DDP-wrapped (its inner
-    module is used, without gradients). Returns the number of batch-norm layers updated.
+    module is used, without gradients). ``split`` turns one batch's inputs into several
+    forwards, each one statistics sample (progressive training runs a clip's steps so); then
+    ``num_iters`` counts forwards. Returns the number of batch-norm layers updated.
     """
     from fvcore.nn.precise_bn import update_bn_stats
 
@@ -44,7 +50,10 @@ def calculate_and_update_precise_bn(
         for inputs, *_ in loader:
             if use_gpu:
                 inputs = [x.cuda(non_blocking=True) for x in inputs]
-            yield inputs
+            if split is None:
+                yield inputs
+            else:
+                yield from split(inputs)
 
     update_bn_stats(inner, _inputs(), num_iters)
     inner.train(was_training)
