@@ -539,3 +539,18 @@ def test_config_rejects_what_pgt_cannot_honour():
         )
     cfg = pgt_cfg("i3d", MODEL__MODEL_NAME="ResNet_nopool")
     assert build_model(cfg) is not None
+
+
+def test_regnet_with_caches_keeps_the_papers_params_and_gflops():
+    """RegNet0.4G-3D, 400 classes: 8,873,800 parameters and 6.59 GFLOPs for an 8-frame view
+    at 256 x 256 (the paper's figures), with the caches attached."""
+    from slowfast.utils.misc import get_flops
+
+    cfg = pgt_cfg("regnet", steps=5, PGT__STEP_LEN=[8], DATA__NUM_FRAMES=36, MODEL__NUM_CLASSES=400)
+    model = build_model(cfg)
+    assert model.pgt_states
+    assert sum(p.numel() for p in model.parameters()) == 8_873_800
+    view = cfg.clone()
+    view.DATA.NUM_FRAMES = 8
+    view.DATA.TEST_CROP_SIZE = 256
+    assert round(get_flops(model, view, use_train_input=False), 2) == 6.59
