@@ -16,7 +16,7 @@ to ``o`` temporal bins), blended with the old one by the momentum (in fp32), det
 Memory: a residual block's output is its final ReLU's output, which the ReLU saves for
 backward. Concatenating the next block's cache to it would save a second copy of nearly the
 same frames. When two blocks follow each other directly (consecutive blocks of a ``ResStage``
-pathway or of an ``nn.Sequential``), the first one builds the second one's input *before* its
+pathway or of an ``nn.Sequential``, and across stages in single-pathway models), the first one builds the second one's input *before* its
 final ReLU instead: ``relu(concat(cache, out[o:]))`` equals ``concat(cache, relu(out)[o:])``
 because every cache of such a block is non-negative (the last frames, averages, maxima or
 blends of ReLU outputs). The ReLU's saved output is then the next block's input itself.
@@ -214,7 +214,23 @@ def _per_pathway(values: Sequence[int], p: int) -> int:
 
 
 def _block_sequences(model: nn.Module) -> List[List[nn.Module]]:
-    """Chains of blocks each feeding the next directly."""
+    """Chains of blocks each feeding the next directly: the modules of a ``ResStage``
+    pathway or of an ``nn.Sequential``; in a single-pathway ResNet without pooling between
+    stages, and in RegNet, one chain runs through all stages."""
+    stages = [model._modules[n] for n in getattr(model, "stage_names", [])]
+    pools = getattr(model, "pool_names", [None])
+    if stages and all(isinstance(s, (ResStage, nn.Sequential)) for s in stages[1:]):
+        single = all(getattr(s, "num_pathways", 1) == 1 for s in stages[1:])
+        if single and all(p is None for p in pools):
+            chain: List[nn.Module] = []
+            for stage in stages:
+                if isinstance(stage, ResStage):
+                    chain += [stage._modules[n] for n in stage.pathway_module_names[0]]
+                elif isinstance(stage, nn.Sequential):
+                    chain += list(stage.children())
+                else:
+                    chain.append(stage)
+            return [chain]
     chains: List[List[nn.Module]] = []
     for m in model.modules():
         if isinstance(m, ResStage):
