@@ -15,6 +15,8 @@ NO_EFFECT_KEYS = (
     "LOGS.PERIOD",
     "LOGS.LOG_MODEL",
     "PGT.NL_NORM",
+    # Implemented with the AVA evaluation of a later issue; until then it has no effect.
+    "PGT.ALL_STEP_TEST",
     "PGT.SELFATT",
     "PGT.SELFATT_LOCATION",
     "NONLOCAL.PROGRESS",
@@ -59,7 +61,12 @@ def add_release_config(cfg: CfgNode) -> None:
     cfg.TRAIN.FULL_TIME_EVAL = False
     cfg.TRAIN.TRANSFER_WEIGHT = False
     cfg.TEST.CYCLIC_LOAD = False
-    cfg.PGT.NL_NORM = False
+    # Norm of the release's progressive non-local block: "none", "batchnorm" or "layernorm"
+    # (the release's default is "batchnorm"). Accepted without effect (see NO_EFFECT_KEYS).
+    cfg.PGT.NL_NORM = "batchnorm"
+    # AVA, PG-long evaluation: score the boxes of all steps (True) rather than only those of
+    # the last step, whose centre is the annotated keyframe (False, the release's default).
+    cfg.PGT.ALL_STEP_TEST = False
     cfg.PGT.SELFATT = False
     cfg.PGT.SELFATT_LOCATION = [0, 0, 0, 0]
     cfg.DEBUG = False

@@ -11,7 +11,9 @@ and renamed by :mod:`slowfast.utils.c2_model_loading`.
 Loading matches checkpoint keys to the model's state dict and logs a table of what was loaded,
 inflated (2D -> 3D), missing, unexpected or of another shape. A classifier
 (``head.projection.*``) with another class count keeps the model's fresh initialisation, and the
-log says so. ``strict=True`` raises, listing the offending keys, before the model is touched.
+log says so. The PGT release's RegNet classifier (``fc.*``) is renamed to ``head.projection.*``
+when the model has no ``fc``. ``strict=True`` raises, listing the offending keys, before the
+model is touched.
 """
 
 from __future__ import annotations
@@ -181,6 +183,40 @@ def _align_ddp_prefix(
         logger.info("%s: adding the '%s' prefix to its keys", source, _DDP_PREFIX)
         return OrderedDict((_DDP_PREFIX + k, v) for k, v in state.items())
     return state
+
+
+# The PGT release's RegNet names its classifier ``fc``; ours is ``head.projection``.
+_RELEASE_CLASSIFIER = ("fc.", "head.projection.")
+
+
+def map_release_classifier(
+    state: Mapping[str, Any], model_keys: Sequence[str], source: str = "<state>"
+) -> Mapping[str, Any]:
+    """Rename the release's ``fc.*`` classifier keys to ``head.projection.*``.
+
+    Applies only when the checkpoint has ``fc.*`` keys and no ``head.projection.*`` keys while
+    the model has ``head.projection.*`` and no ``fc.*`` (a ``module.`` prefix on both sides is
+    allowed); the name map is logged in one message.
+    """
+    old, new = _RELEASE_CLASSIFIER
+    prefix = (
+        _DDP_PREFIX if model_keys and all(k.startswith(_DDP_PREFIX) for k in model_keys) else ""
+    )
+    src, dst = prefix + old, prefix + new
+    if not any(k.startswith(dst) for k in model_keys) or any(k.startswith(src) for k in model_keys):
+        return state
+    if not any(k.startswith(src) for k in state) or any(k.startswith(dst) for k in state):
+        return state
+    out: OrderedDict[str, Any] = OrderedDict()
+    changes = []
+    for key, value in state.items():
+        if key.startswith(src):
+            renamed = dst + key[len(src) :]
+            changes.append(f"{key} -> {renamed}")
+            key = renamed
+        out[key] = value
+    logger.info("%s: renaming the PGT release's classifier keys: %s", source, "; ".join(changes))
+    return out
 
 
 def clear_name_patterns(
@@ -618,6 +654,7 @@ def load_checkpoint(
         state = _read_model_state(path_to_checkpoint, checkpoint)
     state = clear_name_patterns(state, clear_name_pattern, source=path_to_checkpoint)
     state = _align_ddp_prefix(state, list(model_state.keys()), path_to_checkpoint)
+    state = map_release_classifier(state, list(model_state.keys()), path_to_checkpoint)
     state = normal_to_sub_bn(state, model_state)
 
     to_load, report = match_state_dict(state, model_state, inflation=inflation)
