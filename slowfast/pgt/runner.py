@@ -44,7 +44,7 @@ def schedule_from_cfg(cfg: CfgNode) -> Schedule:
 
 def _step_labels(labels: torch.Tensor, k: int, steps: int) -> torch.Tensor:
     """Labels of step ``k``: per-step targets (N, P, ...) when given, else the clip's."""
-    if labels.dim() >= 2 and labels.shape[1] == steps and labels.dim() == 3:
+    if labels.dim() == 3 and labels.shape[1] == steps:
         return labels[:, k]
     return labels
 
@@ -52,13 +52,15 @@ def _step_labels(labels: torch.Tensor, k: int, steps: int) -> torch.Tensor:
 def _run_steps(
     model: nn.Module,
     step_inputs: List[List[torch.Tensor]],
-    bboxes: Optional[torch.Tensor] = None,
+    call: Callable[[List[torch.Tensor]], torch.Tensor],
 ) -> List[torch.Tensor]:
+    """``call`` on each step's inputs in order, the caches told the step; afterwards (also on
+    an error) the model is back to whole-clip forwards with nothing cached."""
     outputs = []
     try:
         for k, x in enumerate(step_inputs):
             set_step(model, k)
-            outputs.append(model(x) if bboxes is None else model(x, bboxes))
+            outputs.append(call(x))
     finally:
         set_step(model, None)
     return outputs
@@ -74,7 +76,11 @@ def progressive_forward(
     """Reset the caches, run the P steps of the long clip ``inputs`` (one tensor per pathway),
     return the per-step outputs (in eval mode: the eval head's probabilities of each step)."""
     schedule = schedule or schedule_from_cfg(cfg)
-    return _run_steps(model, split_steps(inputs, schedule), bboxes)
+
+    def call(x: List[torch.Tensor]) -> torch.Tensor:
+        return model(x) if bboxes is None else model(x, bboxes)
+
+    return _run_steps(model, split_steps(inputs, schedule), call)
 
 
 def combine_steps(outputs: Sequence[torch.Tensor], method: str) -> torch.Tensor:
@@ -218,13 +224,11 @@ class ProgressiveStepRunner(ClipStepRunner):
     def _pg_long(
         self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
     ) -> torch.Tensor:
-        outputs = []
-        try:
-            for k, x in enumerate(split_steps(inputs, self.schedule)):
-                set_step(model, k)
-                outputs.append(self.forward(model, x, meta).float())
-        finally:
-            set_step(model, None)
+        outputs = _run_steps(
+            model,
+            split_steps(inputs, self.schedule),
+            lambda x: self.forward(model, x, meta).float(),
+        )
         return combine_steps(outputs, self.ensemble)
 
 
