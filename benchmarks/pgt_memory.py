@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Activation memory and time of one training iteration: PGT 8x5 vs plain 8- and 36-frame clips.
+
+Slow R50 (configs/Kinetics/SLOW_8x8_R50.yaml, full width), batch 1, random input, SGD,
+cross-entropy, fixed seed. Three modes, each measured in a fresh Python process (this script
+with ``--mode X --json``):
+
+  clip8  : one plain training iteration on an 8-frame clip (PGT off)
+  pgt    : one PGT iteration (slowfast.pgt.train_step) on the 36-frame long clip,
+           STEP_LEN [8], OVERLAP [1], STEPS 5, TRAIN_TOGETHER True (one optimizer step per clip)
+  clip36 : one plain training iteration on the whole 36-frame clip (PGT off)
+
+Per mode: activation memory = bytes saved for backward (``saved_tensors_hooks``; each storage
+counted once, by data_ptr; parameter storages and the input clip's storage left out, the input
+is data, not activation); for PGT the peak over the steps of the bytes packed during one step's
+forward (each step's graph is freed by its backward). Also the peak RSS growth over the first
+(warm-up) iteration (ru_maxrss), the wall time of one iteration (best of --repeats after the
+warm-up, and best over --rounds runs of the three modes, so that a busy moment of a shared
+machine does not decide a ratio), and on CUDA the torch.cuda.max_memory_allocated growth.
+The parent prints the table and the ratios activations PGT / clip8 (goal <= 1.05),
+clip36 / PGT (goal >= 4.0) and PGT time / (5 x clip8 time) (goal <= 0.93), with PASS/FAIL;
+exit 0 unless --strict.
+
+    python benchmarks/pgt_memory.py [--crop 128 [224]] [--repeats 2] [--rounds 3] [--tiny] [--strict]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+MODES = ("clip8", "pgt", "clip36")
+GOALS = (
+    ("activations PGT / clip8", "act_pgt_clip8", "<=", 1.05),
+    ("activations clip36 / PGT", "act_clip36_pgt", ">=", 4.0),
+    ("time PGT / (5 x clip8)", "time_pgt_5clip8", "<=", 0.93),
+)
+CONFIG = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "configs", "Kinetics", "SLOW_8x8_R50.yaml"
+)
+MIB = 2.0**20
+
+
+def build_cfg(mode: str, crop: int, tiny: bool, cuda: bool):
+    from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(CONFIG)
+    frames = 8 if mode == "clip8" else 36
+    opts = [
+        "NUM_GPUS", 1 if cuda else 0,
+        "TRAIN.BATCH_SIZE", 1,
+        "DATA.NUM_FRAMES", frames,
+        "DATA.TRAIN_CROP_SIZE", crop,
+        "DATA.TRAIN_JITTER_SCALES", [crop, crop],
+        "RNG_SEED", 0,
+        "PGT.ENABLE", mode == "pgt",
+    ]  # fmt: skip
+    if mode == "pgt":
+        opts += ["PGT.STEP_LEN", [8], "PGT.OVERLAP", [1], "PGT.STEPS", 5]
+        opts += ["PGT.TRAIN_TOGETHER", True]
+    if tiny:
+        opts += ["RESNET.WIDTH_PER_GROUP", 8]
+    cfg.merge_from_list(opts)
+    return assert_and_infer_cfg(cfg)
+
+
+class SavedBytes:
+    """Pack hook: bytes saved for backward per forward of the model (one bucket per forward)."""
+
+    def __init__(self, skip_ptrs):
+        self.skip = set(skip_ptrs)
+        self.buckets = []  # per forward: {storage data_ptr: nbytes}
+
+    def new_forward(self, module, args):
+        self.buckets.append({})
+
+    def pack(self, t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr and ptr not in self.skip and self.buckets:
+            self.buckets[-1].setdefault(ptr, storage.nbytes())
+        return t
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+    def per_forward(self):
+        return [sum(b.values()) for b in self.buckets]
+
+
+def measure(args) -> dict:
+    import torch
+
+    from slowfast.models import build_model
+    from slowfast.models.losses import get_loss_func
+    from slowfast.models.optimizer import construct_optimizer
+
+    cuda = torch.cuda.is_available() and not args.cpu
+    cfg = build_cfg(args.mode, args.crop, args.tiny, cuda)
+    if not cuda and args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    optimizer = construct_optimizer(model, cfg)
+    loss_fun = get_loss_func(cfg.MODEL.LOSS_FUNC)(reduction="mean")
+    device = torch.device("cuda") if cuda else torch.device("cpu")
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 3, cfg.DATA.NUM_FRAMES, args.crop, args.crop)
+    inputs = [torch.randn(shape, generator=g).to(device)]
+    labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (1,), generator=g).to(device)
+
+    opt_times = []  # clip modes: the optimizer step's share of an iteration
+    if args.mode == "pgt":
+        from slowfast.pgt import has_caches, train_step
+
+        assert has_caches(model), "build_model attached no Markov caches with PGT.ENABLE"
+
+        def iteration():
+            return train_step(model, inputs, labels, loss_fun, optimizer, cfg)
+    else:
+
+        def iteration():
+            optimizer.zero_grad(set_to_none=True)
+            preds = model(inputs)
+            loss = loss_fun(preds, labels)
+            loss.backward()
+            sync()
+            opt_start = time.perf_counter()
+            optimizer.step()
+            sync()
+            opt_times.append(time.perf_counter() - opt_start)
+            return preds.detach(), loss.detach()
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    skip = [p.untyped_storage().data_ptr() for p in model.parameters()]
+    skip += [x.untyped_storage().data_ptr() for x in inputs]
+    saved = SavedBytes(skip)
+    handle = model.register_forward_pre_hook(saved.new_forward)
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        cuda_base = torch.cuda.memory_allocated()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # warm-up iteration, counted: saved bytes, peak RSS (and CUDA) growth
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+        _, loss = iteration()
+    sync()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    handle.remove()
+    per_forward = saved.per_forward()
+    expected = cfg.PGT.STEPS if args.mode == "pgt" else 1
+    assert len(per_forward) == expected, f"{len(per_forward)} forwards, expected {expected}"
+    result = {
+        "mode": args.mode,
+        "crop": args.crop,
+        "frames": int(cfg.DATA.NUM_FRAMES),
+        "forwards": len(per_forward),
+        "activation_bytes": max(per_forward),
+        "activation_bytes_per_forward": per_forward,
+        "rss_growth_bytes": (rss_after - rss_before) * 1024,  # Linux: KiB
+        "loss": float(loss),
+        "device": "cuda" if cuda else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+    if cuda:
+        result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
+    times = []
+    for _ in range(args.repeats):
+        sync()
+        start = time.perf_counter()
+        iteration()
+        sync()
+        times.append(time.perf_counter() - start)
+    result["time_s"] = min(times)
+    result["times_s"] = times
+    if opt_times:
+        result["optimizer_step_s"] = min(opt_times[1:] or opt_times)
+    return result
+
+
+def run_child(mode: str, crop: int, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--json"]
+    cmd += ["--crop", str(crop), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    cmd += ["--tiny"] if args.tiny else []
+    cmd += ["--cpu"] if args.cpu else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"mode {mode} crop {crop} failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(crop: int, results: dict) -> bool:
+    cuda = "cuda_peak_bytes" in results["clip8"]
+    head = "| mode | frames | forwards | activations MiB | peak RSS growth MiB |"
+    head += " CUDA peak MiB |" if cuda else ""
+    print(f"\ncrop {crop}, {results['clip8']['device']}, {results['clip8']['threads']} threads")
+    print(head + " time s |")
+    print("| --- " * (head.count("|") - 0) + "|")
+    for mode in MODES:
+        r = results[mode]
+        row = (
+            f"| {mode} | {r['frames']} | {r['forwards']} | {r['activation_bytes'] / MIB:.1f} "
+            f"| {r['rss_growth_bytes'] / MIB:.1f} |"
+        )
+        row += f" {r['cuda_peak_bytes'] / MIB:.1f} |" if cuda else ""
+        print(row + f" {r['time_s']:.2f} |")
+    steps = results["pgt"]["activation_bytes_per_forward"]
+    print("PGT activations per step MiB: " + ", ".join(f"{b / MIB:.1f}" for b in steps))
+    act = {m: results[m]["activation_bytes"] for m in MODES}
+    ratios = {
+        "act_pgt_clip8": act["pgt"] / act["clip8"],
+        "act_clip36_pgt": act["clip36"] / act["pgt"],
+        "time_pgt_5clip8": results["pgt"]["time_s"] / (5 * results["clip8"]["time_s"]),
+    }
+    if cuda:
+        cp = {m: results[m]["cuda_peak_bytes"] for m in MODES}
+        print(
+            f"CUDA peak: PGT / clip8 {cp['pgt'] / cp['clip8']:.3f}, "
+            f"clip36 / PGT {cp['clip36'] / cp['pgt']:.3f}"
+        )
+    c8, opt = results["clip8"]["time_s"], results["clip8"]["optimizer_step_s"]
+    print(
+        f"clip8: optimizer step {opt:.3f}s of {c8:.2f}s; 5 clip8 iterations sharing one "
+        f"optimizer step would take {(5 * (c8 - opt) + opt) / (5 * c8):.3f} x 5 clip8"
+    )
+    ok = True
+    for name, key, op, goal in GOALS:
+        value = ratios[key]
+        passed = value <= goal if op == "<=" else value >= goal
+        ok &= passed
+        print(f"ratio {name}: {value:.3f} (goal {op} {goal}) {'PASS' if passed else 'FAIL'}")
+    return ok
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--mode", choices=MODES, help="measure one mode in this process")
+    p.add_argument("--json", action="store_true", help="print the mode's result as JSON")
+    p.add_argument("--crop", type=int, nargs="+", help="crop sizes (default 128; 128 224 on CUDA)")
+    p.add_argument("--repeats", type=int, default=2, help="timed iterations after the warm-up")
+    p.add_argument("--rounds", type=int, default=3, help="runs of the three modes, best time")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--tiny", action="store_true", help="WIDTH_PER_GROUP 8, crop 64 (smoke run)")
+    p.add_argument("--cpu", action="store_true", help="stay on the CPU even with CUDA")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a goal fails")
+    args = p.parse_args(argv)
+
+    if args.mode:
+        args.crop = (args.crop or [64 if args.tiny else 128])[0]
+        result = measure(args)
+        print(json.dumps(result) if args.json else result)
+        return 0
+
+    if args.crop is None:
+        import torch
+
+        cuda = torch.cuda.is_available() and not args.cpu
+        args.crop = [64] if args.tiny else ([128, 224] if cuda else [128])
+    print(f"Slow R50{' (tiny: WIDTH_PER_GROUP 8)' if args.tiny else ''}, batch 1, "
+          f"PGT STEP_LEN 8 OVERLAP 1 STEPS 5 (36 frames), {os.cpu_count()} CPUs, "
+          f"one fresh process per mode")  # fmt: skip
+    ok = True
+    for crop in args.crop:
+        results = {}
+        for rnd in range(args.rounds):  # rounds of the three modes: best time per mode
+            for mode in MODES:
+                t0 = time.perf_counter()
+                r = run_child(mode, crop, args)
+                print(f"  round {rnd + 1} {mode} crop {crop}: {r['time_s']:.2f}s per iteration "
+                      f"({time.perf_counter() - t0:.1f}s in all)", flush=True)  # fmt: skip
+                if mode in results:
+                    assert r["activation_bytes"] == results[mode]["activation_bytes"]
+                    for key in ("time_s", "optimizer_step_s"):
+                        if key in r:
+                            r[key] = min(r[key], results[mode][key])
+                results[mode] = r
+        ok &= report(crop, results)
+    return 1 if (args.strict and not ok) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
