@@ -56,7 +56,7 @@ def test_config_loads_builds_and_runs(path):
     cfg.DATA.NUM_FRAMES = 2 * cfg.SLOWFAST.ALPHA if n_path == 2 else 2
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    if arch in ("slow", "slowfast"):
+    if arch in ("slow", "slowfast") and cfg.MODEL.MODEL_NAME != "RegNet":
         depth_blocks = {18: 2, 34: 6, 50: 6, 101: 23, 152: 36}[cfg.RESNET.DEPTH]
         for p in range(n_path):
             kernels = _res4_temporal_kernels(model, p)
