@@ -1,6 +1,7 @@
 """Synthetic dataset generator: determinism, the class rule, codecs, CLI."""
 
 import importlib.util
+import json
 
 import av
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 
 from slowfast.datasets.decoder import pyav_decode_all
 from slowfast.datasets.synthetic import (
+    LONG_RANGE_COLORS,
     PALETTE,
     MovingShape,
     VideoSpec,
     index_coded_frames,
     kinetics_class_spec,
+    long_range_class_spec,
     make_kinetics_dataset,
     read_index_code,
     render_video,
@@ -112,3 +115,55 @@ def test_cli(tmp_path, repo_root, capsys):
     assert len((out / "train.csv").read_text().splitlines()) == 3
     assert len(_decode(out / "train" / "c002_v0000.mp4")) == 8
     assert f"DATA.PATH_PREFIX {out}" in capsys.readouterr().out
+
+
+def _flash_frames(frames, color, min_pixels=40):
+    """Indices of the frames with at least ``min_pixels`` pixels close to ``color``."""
+    dist = np.abs(frames.astype(int) - np.asarray(color)).sum(-1)
+    return np.nonzero((dist < 90).sum(axis=(1, 2)) >= min_pixels)[0]
+
+
+def test_long_range_dataset(tmp_path, repo_root, capsys):
+    """The CLI's long-range task: decodable videos, balanced CSVs, and the flashes where
+    synthetic.json says, in the order the label says, ``gap`` sampled frames apart."""
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_dataset", repo_root / "tools" / "make_synthetic_dataset.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "lr"
+    rate, gap, sampled = 2, 9, 20
+    argv = ["--out", str(out), "--task", "long_range", "--gap", str(gap), "--sampling-rate"]
+    argv += [str(rate), "--num-frames", str(sampled), "--width", "32", "--height", "32"]
+    assert tool.main(argv + ["--videos-per-class", "3", "--eval-videos-per-class", "1"]) == 0
+    assert f"DATA.PATH_PREFIX {out}" in capsys.readouterr().out
+    info = json.loads((out / "synthetic.json").read_text())
+    assert info["num_classes"] == 2 and info["num_frames"] == sampled * rate
+    red, blue = LONG_RANGE_COLORS
+    firsts = []
+    for split, per_class in (("train", 3), ("val", 1), ("test", 1)):
+        rows = [line.split() for line in (out / f"{split}.csv").read_text().splitlines()]
+        labels = [int(label) for _, label in rows]
+        assert sorted(labels) == [0] * per_class + [1] * per_class
+        for rel, label in rows:
+            frames = _decode(out / rel)
+            assert frames.shape == (sampled * rate, 32, 32, 3)
+            r, b = _flash_frames(frames, red), _flash_frames(frames, blue)
+            assert len(r) == len(b) == 2 * rate  # each flash: 2 sampled frames
+            assert np.all(np.diff(r) == 1) and np.all(np.diff(b) == 1)
+            first, second = (r, b) if int(label) == 0 else (b, r)
+            assert second[0] - first[0] == gap * rate  # the order the label says
+            assert first[0] == info["events"][rel]["first"] * rate
+            firsts.append(first[0])
+    assert len(set(firsts)) > 2  # the events are at random times
+
+
+def test_long_range_spec_checks():
+    rng = np.random.default_rng(0)
+    spec, ev = long_range_class_spec(1, rng, 32, 32, num_frames=36, gap=10, sampling_rate=2)
+    assert spec.num_frames == 72 and ev.first_color == LONG_RANGE_COLORS[1]
+    assert 0 <= ev.first and ev.first + ev.gap + ev.duration <= 36
+    with pytest.raises(ValueError, match="class_id"):
+        long_range_class_spec(2, rng)
+    with pytest.raises(ValueError, match="exceeds"):
+        long_range_class_spec(0, rng, num_frames=10, gap=10)

@@ -3,6 +3,8 @@
 
 Example:
     python tools/make_synthetic_dataset.py --out /tmp/synthetic --num-classes 4
+    python tools/make_synthetic_dataset.py --out /tmp/long_range --task long_range --gap 10 \
+        --num-frames 36 --sampling-rate 2 --width 40 --height 40   # 2 classes: flash order
     python tools/run_net.py --cfg configs/Synthetic/... \
         DATA.PATH_TO_DATA_DIR /tmp/synthetic DATA.PATH_PREFIX /tmp/synthetic
 """
@@ -11,24 +13,44 @@ import argparse
 import sys
 import time
 
-from slowfast.datasets.synthetic import make_kinetics_dataset
+from slowfast.datasets.synthetic import make_kinetics_dataset, make_long_range_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--num-classes", type=int, default=2)
+    p.add_argument(
+        "--task",
+        choices=("kinetics", "long_range"),
+        default="kinetics",
+        help="kinetics: moving shapes; long_range: order of two flashes (2 classes)",
+    )
+    p.add_argument("--num-classes", type=int, default=2, help="kinetics task only")
     p.add_argument("--videos-per-class", type=int, default=8, help="train videos per class")
     p.add_argument(
         "--eval-videos-per-class", type=int, default=2, help="val and test videos per class"
     )
-    p.add_argument("--num-frames", type=int, default=64, help="frames per video")
+    p.add_argument(
+        "--num-frames",
+        type=int,
+        default=64,
+        help="frames per video (long_range: sampled frames; the video has this x sampling rate)",
+    )
+    p.add_argument(
+        "--gap", type=int, default=10, help="long_range: flash distance in sampled frames"
+    )
+    p.add_argument("--sampling-rate", type=int, default=1, help="long_range: DATA.SAMPLING_RATE")
+    p.add_argument(
+        "--duration", type=int, default=2, help="long_range: flash length in sampled frames"
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--codec", default="auto", help="auto (libx264 if available, else mpeg4)")
     p.add_argument("--container", default="mp4", help="file extension: mp4, avi, mkv")
-    p.add_argument("--gop", type=int, default=None, help="frames between key frames (1 s)")
+    p.add_argument(
+        "--gop", type=int, default=None, help="frames between key frames (1 s; long_range: 1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -36,20 +58,38 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    summary = make_kinetics_dataset(
-        args.out,
-        num_classes=args.num_classes,
-        videos_per_class=args.videos_per_class,
-        eval_videos_per_class=args.eval_videos_per_class,
-        num_frames=args.num_frames,
-        fps=args.fps,
-        width=args.width,
-        height=args.height,
-        codec=args.codec,
-        container=args.container,
-        gop=args.gop,
-        seed=args.seed,
-    )
+    if args.task == "long_range":
+        summary = make_long_range_dataset(
+            args.out,
+            videos_per_class=args.videos_per_class,
+            eval_videos_per_class=args.eval_videos_per_class,
+            num_frames=args.num_frames,
+            gap=args.gap,
+            width=args.width,
+            height=args.height,
+            seed=args.seed,
+            sampling_rate=args.sampling_rate,
+            duration=args.duration,
+            fps=args.fps,
+            codec=args.codec,
+            container=args.container,
+            gop=args.gop or 1,
+        )
+    else:
+        summary = make_kinetics_dataset(
+            args.out,
+            num_classes=args.num_classes,
+            videos_per_class=args.videos_per_class,
+            eval_videos_per_class=args.eval_videos_per_class,
+            num_frames=args.num_frames,
+            fps=args.fps,
+            width=args.width,
+            height=args.height,
+            codec=args.codec,
+            container=args.container,
+            gop=args.gop,
+            seed=args.seed,
+        )
     took = time.perf_counter() - start
     print(f"wrote {summary['videos']} videos ({summary['codec']}) to {args.out} in {took:.1f}s")
     print(f"use: DATA.PATH_TO_DATA_DIR {args.out} DATA.PATH_PREFIX {args.out}")

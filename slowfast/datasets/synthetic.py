@@ -6,8 +6,14 @@ first two:
 1. scene description: :class:`MovingShape` and :class:`VideoSpec` (pure data);
 2. rendering and encoding: :func:`render_video` -> ``(T, H, W, 3)`` uint8, :func:`write_video`
    (PyAV; H.264 ``libx264`` when the PyAV build has it, else ``mpeg4``);
-3. a dataset writer: :func:`make_kinetics_dataset` (Kinetics CSVs ``path label``), with the
-   class -> scene rule :func:`kinetics_class_spec`.
+3. dataset writers: :func:`make_kinetics_dataset` (Kinetics CSVs ``path label``), with the
+   class -> scene rule :func:`kinetics_class_spec`; :func:`make_long_range_dataset`, the same
+   format for the long-range task of :func:`long_range_class_spec`.
+
+Long-range task (2 classes): a red and a blue flash ``gap`` sampled frames apart on a noisy
+background with moving distractors; class 0 is red then blue, class 1 blue then red. With a
+gap above 8 sampled frames no 8-frame clip sees both flashes, and an average over clips cannot
+tell their order; a long clip (PGT's 36 frames) covers both (benchmarks/long_range.py).
 
 Kinetics classes: class ``c`` moves a shape DOWN (even ``c``) or UP (odd ``c``); the pair
 ``(2k, 2k + 1)`` shares colour and shape, so telling them apart needs temporal order. The pair
@@ -313,6 +319,178 @@ def make_kinetics_dataset(
     return summary
 
 
+LONG_RANGE_COLORS: Tuple[Color, Color] = ((230, 40, 40), (50, 90, 240))  # red, blue
+# distractor colours: far from red and blue in RGB
+_DISTRACTOR_COLORS: Tuple[Color, ...] = ((40, 200, 60), (240, 220, 40), (160, 160, 160))
+
+
+@dataclass(frozen=True)
+class LongRangeEvents:
+    """Where the two flashes of a long-range video are, in SAMPLED frames (raw frame =
+    sampled frame * ``sampling_rate``): the first flash covers sampled frames
+    ``[first, first + duration)``, the second ``[first + gap, first + gap + duration)``."""
+
+    label: int
+    first: int
+    gap: int
+    duration: int
+    sampling_rate: int
+    first_color: Color
+    second_color: Color
+
+
+def long_range_class_spec(
+    class_id: int,
+    rng: np.random.Generator,
+    width: int = 64,
+    height: int = 64,
+    num_frames: int = 36,
+    gap: int = 10,
+    sampling_rate: int = 1,
+    duration: int = 2,
+    fps: float = 30.0,
+    noise: float = 8.0,
+    num_distractors: int = 2,
+) -> Tuple[VideoSpec, LongRangeEvents]:
+    """A random long-range video of class ``class_id`` (0: red flash then blue flash, 1: blue
+    then red) and where its events are.
+
+    ``num_frames``, ``gap`` and ``duration`` count SAMPLED frames; the video has
+    ``num_frames * sampling_rate`` raw frames. The first flash starts uniformly at random so
+    that both fit in the video; each flash is a static square (about 55 % of the frame side) at
+    its own random position. The background is a random dark grey with ``num_distractors``
+    oscillating shapes of other colours (random phase, so time-stationary) and Gaussian
+    noise of std ``noise``.
+    """
+    if class_id not in (0, 1):
+        raise ValueError(f"class_id must be 0 or 1, got {class_id}")
+    if not 1 <= duration <= gap:
+        raise ValueError(f"need 1 <= duration <= gap, got duration {duration}, gap {gap}")
+    if gap + duration > num_frames:
+        raise ValueError(f"gap + duration = {gap + duration} exceeds num_frames {num_frames}")
+    rate = int(sampling_rate)
+    raw = num_frames * rate
+    first = int(rng.integers(0, num_frames - gap - duration + 1))
+    colors = LONG_RANGE_COLORS if class_id == 0 else LONG_RANGE_COLORS[::-1]
+    side = min(width, height)
+    objects = []
+    for _ in range(num_distractors):
+        # oscillating, with a uniform random phase: the background's statistics do not change
+        # with time, so no frame tells how far into the video it is (with constant velocities,
+        # shapes leaving the frame would, and a clip showing one flash early in the video would
+        # give the order away: the first flash is likelier early, the second late)
+        size = float(rng.uniform(0.08, 0.14) * side)
+        amp = float(rng.uniform(0.1, 0.25) * side)
+        angle = float(rng.uniform(0, 2 * np.pi))
+        ax, ay = amp * np.cos(angle), amp * np.sin(angle)
+        cx = float(rng.uniform(size + abs(ax), width - size - abs(ax)))
+        cy = float(rng.uniform(size + abs(ay), height - size - abs(ay)))
+        period = float(rng.uniform(0.3, 1.0)) * raw
+        phase = float(rng.uniform(0, 2 * np.pi))
+        color = _DISTRACTOR_COLORS[int(rng.integers(len(_DISTRACTOR_COLORS)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        for t in range(raw):
+            u = np.sin(2 * np.pi * t / period + phase)
+            pos = (cx + ax * u, cy + ay * u)
+            objects.append(MovingShape(shape, color, size, pos, (0.0, 0.0), t, t))
+    for k, color in enumerate(colors):
+        size = float(rng.uniform(0.26, 0.3) * side)
+        cx = float(rng.uniform(size + 1, width - size - 1))
+        cy = float(rng.uniform(size + 1, height - size - 1))
+        t0 = (first + k * gap) * rate
+        objects.append(
+            MovingShape("square", color, size, (cx, cy), (0.0, 0.0), t0, t0 + duration * rate - 1)
+        )
+    grey = int(rng.integers(10, 70))
+    spec = VideoSpec(
+        width, height, raw, fps, (grey, grey, grey), tuple(objects), noise, int(rng.integers(2**31))
+    )
+    events = LongRangeEvents(class_id, first, gap, duration, rate, colors[0], colors[1])
+    return spec, events
+
+
+def make_long_range_dataset(
+    out_dir: str,
+    videos_per_class: int = 32,
+    eval_videos_per_class: int = 16,
+    num_frames: int = 36,
+    gap: int = 10,
+    width: int = 64,
+    height: int = 64,
+    seed: int = 0,
+    sampling_rate: int = 1,
+    duration: int = 2,
+    fps: float = 30.0,
+    noise: float = 8.0,
+    codec: str = "auto",
+    container: str = "mp4",
+    gop: Optional[int] = 1,
+    splits: Sequence[str] = ("train", "val", "test"),
+) -> Dict[str, object]:
+    """Write a Kinetics-format long-range dataset (2 classes, see :func:`long_range_class_spec`)
+    into ``out_dir``, in the layout of :func:`make_kinetics_dataset`; ``num_frames``, ``gap``
+    and ``duration`` count sampled frames (videos have ``num_frames * sampling_rate`` frames).
+    ``gop`` 1 (default) codes every frame as a key frame, so that coding quality is the same on
+    every frame and tells nothing about the time either. ``synthetic.json`` also lists each video's events (``events``: path -> first flash start,
+    gap, duration, in sampled frames).
+    """
+    codec = default_codec() if codec == "auto" else codec
+    counts, events = {}, {}
+    for split in splits:
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}, got {split!r}")
+        per_class = videos_per_class if split == "train" else eval_videos_per_class
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        lines = []
+        for class_id in range(2):
+            for video in range(per_class):
+                rng = np.random.default_rng([seed, SPLIT_IDS[split], class_id, video, 7])
+                spec, ev = long_range_class_spec(
+                    class_id,
+                    rng,
+                    width,
+                    height,
+                    num_frames,
+                    gap,
+                    sampling_rate,
+                    duration,
+                    fps,
+                    noise,
+                )
+                rel = f"{split}/c{class_id:03d}_v{video:04d}.{container}"
+                write_video(render_video(spec), os.path.join(out_dir, rel), fps, codec, gop)
+                lines.append(f"{rel} {class_id}\n")
+                events[rel] = {"first": ev.first, "gap": ev.gap, "duration": ev.duration}
+        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
+            f.writelines(lines)
+        counts[split] = len(lines)
+    summary = {
+        "format": "kinetics",
+        "task": "long_range",
+        "num_classes": 2,
+        "classes": {"0": "red flash then blue flash", "1": "blue flash then red flash"},
+        "videos": counts,
+        "num_frames": num_frames * sampling_rate,
+        "sampled_frames": num_frames,
+        "sampling_rate": sampling_rate,
+        "gap": gap,
+        "duration": duration,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "noise": noise,
+        "codec": codec,
+        "container": container,
+        "gop": gop,
+        "seed": seed,
+        "path_prefix_note": "set DATA.PATH_TO_DATA_DIR and DATA.PATH_PREFIX to this folder",
+        "events": events,
+    }
+    with open(os.path.join(out_dir, "synthetic.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
 __all__ = [
     "MovingShape",
     "VideoSpec",
@@ -322,6 +500,10 @@ __all__ = [
     "read_index_code",
     "kinetics_class_spec",
     "make_kinetics_dataset",
+    "LONG_RANGE_COLORS",
+    "LongRangeEvents",
+    "long_range_class_spec",
+    "make_long_range_dataset",
     "render_video",
     "write_video",
 ]

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Long-range task: an 8-frame clip baseline vs PGT (8 x 5 steps) under the same budget.
+
+The label of a video (slowfast.datasets.synthetic.make_long_range_dataset) is the ORDER of two
+flashes, red then blue (0) or blue then red (1), ``--gap`` sampled frames apart at a random
+time. No 8-frame clip spans both flashes, and averaging the baseline's test views cannot tell
+their order, so it should stay near chance (50 %); PGT's 36-frame long clip covers both, and its
+caches carry the first flash's evidence over the step borders.
+
+Both runs use tools/run_net.py (a subprocess each, CPU, NUM_GPUS 0), the same videos, epochs,
+batch size (so the same number of iterations) and solver; each reads its
+``OUTPUT_DIR/run_summary.json`` (``test_top1_acc``).
+
+    python benchmarks/long_range.py                 # defaults: about 7 minutes on 2 CPU cores
+    python benchmarks/long_range.py --epochs 20 --videos 64 --cache avg --momentum 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from slowfast.datasets.synthetic import make_long_range_dataset  # noqa: E402
+
+CONFIGS = {
+    "clip": "configs/Synthetic/LONG_RANGE_CLIP.yaml",
+    "pgt": "configs/Synthetic/LONG_RANGE_PGT.yaml",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--epochs", type=int, default=24, help="training epochs (both runs)")
+    p.add_argument("--videos", type=int, default=128, help="train videos per class")
+    p.add_argument("--eval-videos", type=int, default=32, help="val and test videos per class")
+    p.add_argument("--gap", type=int, default=10, help="flash distance in sampled frames")
+    p.add_argument("--sampling-rate", type=int, default=2, help="DATA.SAMPLING_RATE")
+    p.add_argument("--size", type=int, default=40, help="video width and height")
+    p.add_argument("--cache", default=None, help="PGT.CACHE (default: the config's)")
+    p.add_argument("--momentum", type=float, default=None, help="PGT.CACHE_MOMENTUM")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (RNG_SEED too)")
+    p.add_argument("--workers", type=int, default=1, help="DATA_LOADER.NUM_WORKERS")
+    p.add_argument("--only", choices=sorted(CONFIGS), default=None, help="run one config")
+    p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    return p.parse_args(argv)
+
+
+def train(name: str, data: str, out: str, args: argparse.Namespace) -> dict:
+    opts = [
+        "DATA.PATH_TO_DATA_DIR", data, "DATA.PATH_PREFIX", data,
+        "DATA.SAMPLING_RATE", str(args.sampling_rate),
+        "SOLVER.MAX_EPOCH", str(args.epochs),
+        "NUM_GPUS", "0", "DATA_LOADER.NUM_WORKERS", str(args.workers),
+        "RNG_SEED", str(args.seed), "OUTPUT_DIR", out,
+    ]  # fmt: skip
+    if name == "pgt" and args.cache is not None:
+        opts += ["PGT.CACHE", args.cache]
+    if name == "pgt" and args.momentum is not None:
+        opts += ["PGT.CACHE_MOMENTUM", str(args.momentum)]
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "run_net.py"), "--cfg", CONFIGS[name]]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.perf_counter()
+    with open(os.path.join(os.path.dirname(out), f"{name}.log"), "w") as log:
+        proc = subprocess.run(cmd + opts, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} run failed (rc {proc.returncode}); see {log.name}")
+    with open(os.path.join(out, "run_summary.json")) as f:
+        summary = json.load(f)
+    return {"top1": summary["test_top1_acc"], "seconds": took, "summary": summary}
+
+
+def pgt_setting(args: argparse.Namespace) -> str:
+    from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, CONFIGS["pgt"]))
+    cfg = assert_and_infer_cfg(cfg)
+    cache = cfg.PGT.CACHE if args.cache is None else args.cache
+    m = cfg.PGT.CACHE_MOMENTUM if args.momentum is None else args.momentum
+    return f"{cache}, momentum {m:g}"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work = args.out or tempfile.mkdtemp(prefix="long_range_")
+    data = os.path.join(work, "data")
+    frames = 36  # the PGT long clip: (8 - 1) * 4 + 8 sampled frames = the whole video
+    start = time.perf_counter()
+    info = make_long_range_dataset(
+        data,
+        videos_per_class=args.videos,
+        eval_videos_per_class=args.eval_videos,
+        num_frames=frames,
+        gap=args.gap,
+        width=args.size,
+        height=args.size,
+        seed=args.seed,
+        sampling_rate=args.sampling_rate,
+    )
+    print(
+        f"dataset: {info['videos']} videos of {frames} sampled frames (x{args.sampling_rate}), "
+        f"flashes {args.gap} sampled frames apart, {info['duration']} long, "
+        f"in {time.perf_counter() - start:.0f}s at {data}",
+        flush=True,
+    )
+    results = {}
+    for name in [args.only] if args.only else ["clip", "pgt"]:
+        results[name] = train(name, data, os.path.join(work, name), args)
+        print(f"{name}: top-1 {results[name]['top1']:.2f} % in {results[name]['seconds']:.0f}s")
+    print()
+    print(f"events' distance {args.gap} sampled frames (8-frame clip; PGT 8 x 5 = 36 frames)")
+    print(f"PGT cache: {pgt_setting(args)}; {args.epochs} epochs, {2 * args.videos} train videos")
+    print("| model | test top-1 (%) | chance (%) | train+test time (s) |")
+    print("| --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(f"| {name} | {r['top1']:.2f} | 50.00 | {r['seconds']:.0f} |")
+    if len(results) == 2 and results["clip"]["top1"] > 0:
+        print(f"ratio pgt / clip top-1: {results['pgt']['top1'] / results['clip']['top1']:.2f}x")
+    print(f"total {time.perf_counter() - start:.0f}s; logs in {work}")
+    if args.json:
+        with open(args.json, "w") as f:
+            slim = {k: {"top1": v["top1"], "seconds": v["seconds"]} for k, v in results.items()}
+            json.dump({"args": vars(args), "results": slim}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
