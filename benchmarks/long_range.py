@@ -11,7 +11,7 @@ Both runs use tools/run_net.py (a subprocess each, CPU, NUM_GPUS 0), the same vi
 batch size (so the same number of iterations) and solver; each reads its
 ``OUTPUT_DIR/run_summary.json`` (``test_top1_acc``).
 
-    python benchmarks/long_range.py                 # defaults: about 7 minutes on 2 CPU cores
+    python benchmarks/long_range.py                 # defaults: 7-9 minutes on 2 CPU cores
     python benchmarks/long_range.py --epochs 20 --videos 64 --cache avg --momentum 0.5
 """
 
