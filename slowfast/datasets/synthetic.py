@@ -30,7 +30,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -255,6 +255,43 @@ def kinetics_class_spec(
     return VideoSpec(width, height, num_frames, fps, (grey, grey, grey), (obj,))
 
 
+def _write_splits(
+    out_dir: str,
+    splits: Sequence[str],
+    num_classes: int,
+    videos_per_class: int,
+    eval_videos_per_class: int,
+    video: Callable[[str, int, int], Tuple[np.ndarray, Optional[dict]]],
+    fps: float,
+    codec: str,
+    gop: Optional[int],
+    container: str,
+) -> Tuple[Dict[str, int], Dict[str, dict]]:
+    """Write each split's videos (``video(split, class_id, index)`` gives the frames and an
+    optional record about them) and its Kinetics CSV. Returns the videos per split and the
+    records by relative path."""
+    counts: Dict[str, int] = {}
+    records: Dict[str, dict] = {}
+    for split in splits:
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}, got {split!r}")
+        per_class = videos_per_class if split == "train" else eval_videos_per_class
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        lines = []
+        for class_id in range(num_classes):
+            for index in range(per_class):
+                frames, record = video(split, class_id, index)
+                rel = f"{split}/c{class_id:03d}_v{index:04d}.{container}"
+                write_video(frames, os.path.join(out_dir, rel), fps, codec, gop)
+                lines.append(f"{rel} {class_id}\n")
+                if record is not None:
+                    records[rel] = record
+        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
+            f.writelines(lines)
+        counts[split] = len(lines)
+    return counts, records
+
+
 def make_kinetics_dataset(
     out_dir: str,
     num_classes: int = 2,
@@ -283,23 +320,17 @@ def make_kinetics_dataset(
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     codec = default_codec() if codec == "auto" else codec
-    counts = {}
-    for split in splits:
-        if split not in SPLIT_IDS:
-            raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}, got {split!r}")
-        per_class = videos_per_class if split == "train" else eval_videos_per_class
-        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-        lines = []
-        for class_id in range(num_classes):
-            for video in range(per_class):
-                rng = np.random.default_rng([seed, SPLIT_IDS[split], class_id, video])
-                spec = kinetics_class_spec(class_id, rng, width, height, num_frames, fps)
-                rel = f"{split}/c{class_id:03d}_v{video:04d}.{container}"
-                write_video(render_video(spec), os.path.join(out_dir, rel), fps, codec, gop)
-                lines.append(f"{rel} {class_id}\n")
-        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
-            f.writelines(lines)
-        counts[split] = len(lines)
+
+    def video(split: str, class_id: int, index: int):
+        rng = np.random.default_rng([seed, SPLIT_IDS[split], class_id, index])
+        return render_video(
+            kinetics_class_spec(class_id, rng, width, height, num_frames, fps)
+        ), None
+
+    counts, _ = _write_splits(
+        out_dir, splits, num_classes, videos_per_class, eval_videos_per_class, video,
+        fps, codec, gop, container,
+    )  # fmt: skip
     summary = {
         "format": "kinetics",
         "num_classes": num_classes,
@@ -435,35 +466,18 @@ def make_long_range_dataset(
     gap, duration, in sampled frames).
     """
     codec = default_codec() if codec == "auto" else codec
-    counts, events = {}, {}
-    for split in splits:
-        if split not in SPLIT_IDS:
-            raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}, got {split!r}")
-        per_class = videos_per_class if split == "train" else eval_videos_per_class
-        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-        lines = []
-        for class_id in range(2):
-            for video in range(per_class):
-                rng = np.random.default_rng([seed, SPLIT_IDS[split], class_id, video, 7])
-                spec, ev = long_range_class_spec(
-                    class_id,
-                    rng,
-                    width,
-                    height,
-                    num_frames,
-                    gap,
-                    sampling_rate,
-                    duration,
-                    fps,
-                    noise,
-                )
-                rel = f"{split}/c{class_id:03d}_v{video:04d}.{container}"
-                write_video(render_video(spec), os.path.join(out_dir, rel), fps, codec, gop)
-                lines.append(f"{rel} {class_id}\n")
-                events[rel] = {"first": ev.first, "gap": ev.gap, "duration": ev.duration}
-        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
-            f.writelines(lines)
-        counts[split] = len(lines)
+
+    def video(split: str, class_id: int, index: int):
+        rng = np.random.default_rng([seed, SPLIT_IDS[split], class_id, index, 7])
+        spec, ev = long_range_class_spec(
+            class_id, rng, width, height, num_frames, gap, sampling_rate, duration, fps, noise
+        )
+        return render_video(spec), {"first": ev.first, "gap": ev.gap, "duration": ev.duration}
+
+    counts, events = _write_splits(
+        out_dir, splits, 2, videos_per_class, eval_videos_per_class, video,
+        fps, codec, gop, container,
+    )  # fmt: skip
     summary = {
         "format": "kinetics",
         "task": "long_range",
