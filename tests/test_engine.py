@@ -92,8 +92,10 @@ def test_step_runner_selection():
     cfg = _cfg_plain()
     assert type(build_step_runner(cfg)) is ClipStepRunner
     cfg.DETECTION.ENABLE = True
-    with pytest.raises(ValueError, match="DETECTION.ENABLE"):
-        build_step_runner(cfg)
+    runner = build_step_runner(cfg)
+    assert runner.name == "detection" and runner.detection
+    with pytest.raises(ValueError, match=r"DETECTION.ENABLE is on but the batch carries no"):
+        runner.model_args([torch.zeros(1)], {})
 
 
 def _weights(state):

@@ -535,3 +535,34 @@ def test_losses():
     torch.testing.assert_close(SoftTargetCrossEntropy("none")(x, y), expected)
     with pytest.raises(ValueError, match="LOSS_FUNC"):
         get_loss_func("hinge")
+
+
+def test_roi_align_empty_batch_gradients_and_bad_index():
+    torch.manual_seed(0)
+    feat = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert roi_align(feat, torch.zeros(0, 5), (2, 2), 0.5).shape == (0, 3, 2, 2)
+    boxes = torch.tensor(
+        [[1, 0.5, 1.0, 7.0, 9.0], [0, -2.0, 3.0, 4.0, 14.0], [1, 2.0, 2.0, 2.2, 2.1]],
+        dtype=torch.float64,
+    )
+    for aligned in (True, False):
+        assert torch.autograd.gradcheck(
+            lambda f, a=aligned: roi_align(f, boxes, (2, 3), 0.5, 0, a), (feat,)
+        )
+    with pytest.raises(ValueError, match="batch index 2"):
+        roi_align(feat, torch.tensor([[2, 0.0, 0.0, 1.0, 1.0]]), (2, 2), 0.5)
+
+
+def test_roi_align_equals_torchvision_where_it_imports():
+    try:
+        from torchvision.ops import roi_align as tv_roi_align
+    except Exception as err:  # torchvision does not import beside this torch build
+        pytest.skip(f"torchvision does not import here ({type(err).__name__}: {err})")
+    torch.manual_seed(0)
+    feat = torch.randn(3, 4, 9, 11)
+    boxes = torch.cat([torch.randint(0, 3, (20, 1)).float(), torch.rand(20, 4) * 40 - 4], 1)
+    boxes[:, 3:] = boxes[:, 1:3] + boxes[:, 3:].abs() / 2
+    for aligned, ratio in ((True, 0), (False, 0), (True, 2)):
+        ours = roi_align(feat, boxes, (3, 3), 0.25, ratio, aligned)
+        theirs = tv_roi_align(feat, boxes, (3, 3), 0.25, ratio, aligned)
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -50,6 +50,13 @@ def check_pgt(cfg: CfgNode) -> None:
         raise ValueError(f"PGT.CACHE_MOMENTUM must be in [0, 1), got {cfg.PGT.CACHE_MOMENTUM}")
     if not cfg.PGT.ENABLE:
         return
+    if str(cfg.PGT.DPR) and (cfg.DETECTION.ENABLE or cfg.DATA.MULTI_LABEL):
+        raise ValueError(
+            f"PGT.DPR {cfg.PGT.DPR!r} draws the step length per iteration, but the per-step "
+            "targets of detection (DETECTION.ENABLE) and multi-label datasets (DATA.MULTI_LABEL)"
+            " are made by the dataset for PGT.STEP_LEN / PGT.STEPS; DPR is for single-label "
+            "datasets such as Kinetics (the paper's section 3.4)"
+        )
     n = num_pathways(cfg)
     for key in ("STEP_LEN", "OVERLAP", "TPOOL_SIZE"):
         values = list(cfg.PGT[key])

@@ -4,8 +4,12 @@ The train and test loops (``trainer.py``, ``evaluator.py``) are written once; wh
 between tasks lives in a runner registered in ``STEP_RUNNER_REGISTRY``:
 
 - ``clip`` (default): one forward of the whole clip, one loss, backward, optimizer step;
-- a progressive-training runner (``PGT.ENABLE``) replaces it with P steps per clip;
-- a detection runner would feed ``meta["boxes"]`` to the model.
+- ``detection`` (``DETECTION.ENABLE``): the clip runner, the model also given ``meta["boxes"]``;
+- ``progressive`` (``PGT.ENABLE``, in ``slowfast.pgt``): P steps per clip.
+
+Feeding the boxes is one mechanism shared by every runner, ``model_args(inputs, meta)``: with
+``DETECTION.ENABLE`` the model is called as ``model(inputs, meta["boxes"])`` in training,
+evaluation and precise BN, so the progressive runner is a detection runner too on AVA.
 
 A runner is built as ``cls(cfg)`` and provides ``forward``, ``compute_loss``, ``train_step``
 and ``eval_step``; subclass :class:`ClipStepRunner` and override what differs. Every runner
@@ -20,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -95,6 +99,7 @@ class ClipStepRunner:
         self.scaler = scaler
         self.clip_val = cfg.SOLVER.CLIP_GRAD_VAL
         self.clip_norm = cfg.SOLVER.CLIP_GRAD_L2NORM
+        self.detection = bool(cfg.DETECTION.ENABLE)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast of ``TRAIN.MIXED_PRECISION`` (a no-op when off)."""
@@ -123,9 +128,22 @@ class ClipStepRunner:
         else:
             optimizer.step()
 
+    def model_args(self, inputs: List[torch.Tensor], meta: Dict[str, Any]) -> tuple:
+        """The model's call arguments for a batch: ``(inputs,)``, or ``(inputs, boxes)`` with
+        ``DETECTION.ENABLE`` (``meta["boxes"]``: (K, 5) rows [batch index, x1, y1, x2, y2])."""
+        if not self.detection:
+            return (inputs,)
+        boxes = meta.get("boxes") if isinstance(meta, dict) else None
+        if boxes is None:
+            raise ValueError(
+                "DETECTION.ENABLE is on but the batch carries no meta['boxes']: the dataset "
+                "(TRAIN.DATASET / TEST.DATASET) must be a detection dataset such as 'ava'"
+            )
+        return (inputs, boxes)
+
     def forward(self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]):
-        """The model's output for a batch (detection runners also pass the boxes)."""
-        return model(inputs)
+        """The model's output for a batch (with ``DETECTION.ENABLE``, one row per box)."""
+        return model(*self.model_args(inputs, meta))
 
     def compute_loss(self, preds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean loss of ``MODEL.LOSS_FUNC``; targets of non cross-entropy losses are cast to
@@ -160,8 +178,13 @@ class ClipStepRunner:
         return StepOutput(loss=loss.detach().float(), preds=preds.detach().float())
 
     def precise_bn_forward(self, model: nn.Module):
-        """``(module, split, forwards per batch)`` for precise BN: the model itself, no split."""
-        return model, None, 1
+        """``(module, split, forwards per batch)`` for precise BN: ``split(inputs, meta)`` gives
+        the items ``module`` is called on, here the model's call arguments of the batch."""
+
+        def split(inputs: List[torch.Tensor], meta: Dict[str, Any]):
+            return [self.model_args(inputs, meta)]
+
+        return CallWithArgs(unwrap_ddp(model)), split, 1
 
     def end_forward(self, model: nn.Module) -> None:
         """Called after forwards driven outside the runner (precise BN); nothing to undo."""
@@ -170,9 +193,42 @@ class ClipStepRunner:
     def eval_step(
         self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
     ) -> torch.Tensor:
-        """Scores (N, NUM_CLASSES) of a batch, the model in eval mode."""
+        """Scores (N, NUM_CLASSES) of a batch, the model in eval mode (detection: one row per
+        box of ``eval_boxes(meta)``)."""
         with self.autocast():
             return self.forward(model, inputs, meta).float()
+
+    def eval_boxes(self, meta: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Detection: ``(ori_boxes (K, 4), metadata (K, 2))`` of the rows ``eval_step``
+        returns, in the same order."""
+        return meta["ori_boxes"], meta["metadata"]
+
+
+def unwrap_ddp(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (or ``model``)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class CallWithArgs(nn.Module):
+    """Calls ``model(*item)`` (precise BN feeds it the runner's call arguments)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, item: tuple) -> torch.Tensor:
+        return self.model(*item)
+
+
+@STEP_RUNNER_REGISTRY.register()
+class DetectionStepRunner(ClipStepRunner):
+    """The clip runner for detection (``DETECTION.ENABLE``): the model is given the boxes."""
+
+    name = "detection"
+
+    def __init__(self, cfg: CfgNode, scaler: Optional[torch.amp.GradScaler] = None) -> None:
+        super().__init__(cfg, scaler)
+        self.detection = True
 
 
 def runner_name(cfg: CfgNode) -> str:

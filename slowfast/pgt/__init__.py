@@ -20,6 +20,11 @@ from slowfast.pgt.schedule import Schedule, dpr_schedule, split_steps, step_boun
 def attach_from_cfg(model, cfg):
     """Attach the caches of ``cfg.PGT`` to ``model`` (the only place here that reads cfg)."""
     tpool = list(cfg.PGT.TPOOL_SIZE)
+    schedule = schedule_from_cfg(cfg)
+    roi_window = []
+    for t_step, o in zip(schedule.step_len, schedule.overlap):
+        frames = (t_step - o) * (schedule.steps - 1) + t_step
+        roi_window.append((frames - t_step, frames, frames))
     return attach_markov_caches(
         model,
         overlap=list(cfg.PGT.OVERLAP),
@@ -28,4 +33,5 @@ def attach_from_cfg(model, cfg):
         head=bool(cfg.PGT.HEAD),
         keep_graph=bool(cfg.PGT.TRUNCATE_GRAD),
         tpool_size=tpool,
+        roi_window=roi_window,
     )

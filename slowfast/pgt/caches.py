@@ -25,13 +25,13 @@ blends of ReLU outputs). The ReLU's saved output is then the next block's input 
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slowfast.models.head_helper import TemporalPool
+from slowfast.models.head_helper import ResNetRoIHead, TemporalPool
 from slowfast.models.regnet import RegNetBottleneck
 from slowfast.models.resnet_helper import ResBlock, ResStage
 from slowfast.models.stem_helper import ResNetBasicStem
@@ -163,10 +163,17 @@ def _final_relu_pre_hook(relu: nn.Module, args: tuple):
 
 class BinsState:
     """How the head's temporal pooling bins time: 1 bin during progressive steps, ``tpool``
-    bins for a whole-clip forward in eval mode, the model's own window otherwise."""
+    bins for a whole-clip forward in eval mode, the model's own window otherwise.
 
-    def __init__(self, tpool: int) -> None:
+    A detection head's pooling (``window`` set: ``(start, end, frames)`` of the last step's
+    ``T'`` frames in a long clip of ``frames``) instead pools that window into 1 bin on a
+    whole-clip forward in eval mode: orig long on AVA scores the keyframe's boxes, which lie at
+    the centre of the last step, on features computed over the whole clip (as the release does).
+    """
+
+    def __init__(self, tpool: int, window: Optional[Tuple[int, int, int]] = None) -> None:
         self.tpool = int(tpool)
+        self.window = window
         self.step: Optional[int] = None
 
 
@@ -174,10 +181,17 @@ def _bins_pre_hook(pool: TemporalPool, args: tuple):
     state: BinsState = pool.pgt_bins
     if state.step is not None:
         pool.bins = 1
-    elif not pool.training:
-        pool.bins = state.tpool
-    else:
+    elif pool.training:
         pool.bins = None
+    elif state.window is not None:
+        pool.bins = 1
+        x = args[0]
+        start, end, frames = state.window
+        t = x.shape[2]  # the features' frames: scale the window to them
+        a, b = (start * t) // frames, max((end * t) // frames, (start * t) // frames + 1)
+        return (x[:, :, a:b],) + tuple(args[1:])
+    else:
+        pool.bins = state.tpool
     return None
 
 
@@ -254,6 +268,7 @@ def attach_markov_caches(
     head: bool = True,
     keep_graph: bool = False,
     tpool_size: Sequence[int] = (4,),
+    roi_window: Optional[Sequence[Tuple[int, int, int]]] = None,
 ) -> nn.Module:
     """Attach the Markov caches to ``model`` (in place; returns it).
 
@@ -266,6 +281,9 @@ def attach_markov_caches(
         keep_graph: ``PGT.TRUNCATE_GRAD`` (True: gradients cross steps).
         tpool_size: per pathway, the head's temporal bins of a whole-clip evaluation
             (``PGT.TPOOL_SIZE``).
+        roi_window: per pathway, ``(start, end, frames)``: the last step's frames in the long
+            clip, which a detection head (``ResNetRoIHead``) pools on a whole-clip forward in
+            eval mode (see :class:`BinsState`); unused by other heads.
     """
     if isinstance(model, nn.parallel.DistributedDataParallel):
         raise TypeError("attach the PGT caches before wrapping the model in DDP")
@@ -286,7 +304,10 @@ def attach_markov_caches(
         elif isinstance(m, TemporalPool) and head_module is not None:
             if not any(m is h for h in head_module.modules()):
                 continue
-            m.pgt_bins = BinsState(_per_pathway(tpool_size, p))
+            window = None
+            if isinstance(head_module, ResNetRoIHead) and roi_window is not None:
+                window = tuple(roi_window[min(p, len(roi_window) - 1)])
+            m.pgt_bins = BinsState(_per_pathway(tpool_size, p), window)
             m.register_forward_pre_hook(_bins_pre_hook)
             states.append(m.pgt_bins)
             if head:

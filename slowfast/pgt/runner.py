@@ -42,9 +42,36 @@ def schedule_from_cfg(cfg: CfgNode) -> Schedule:
     return base_schedule(cfg.PGT.STEP_LEN, cfg.PGT.OVERLAP, cfg.PGT.STEPS, _num_pathways(cfg))
 
 
-def _step_labels(labels: torch.Tensor, k: int, steps: int) -> torch.Tensor:
-    """Labels of step ``k``: per-step targets (N, P, ...) when given, else the clip's."""
-    if labels.dim() == 3 and labels.shape[1] == steps:
+def step_meta(meta: Dict[str, Any], k: int) -> Dict[str, Any]:
+    """The batch meta of step ``k``: every ``step_<name>`` entry (a list with one value per
+    step, e.g. AVA's ``step_boxes``) gives ``<name>`` its ``k``-th value."""
+    if not isinstance(meta, dict):
+        return meta
+    out = dict(meta)
+    for key, value in meta.items():
+        if key.startswith("step_") and isinstance(value, (list, tuple)):
+            if k >= len(value):
+                raise ValueError(
+                    f"meta[{key!r}] holds {len(value)} steps, step {k + 1} was asked for: the "
+                    "dataset's per-step targets follow PGT.STEPS"
+                )
+            out[key[len("step_") :]] = value[k]
+    return out
+
+
+def _step_labels(
+    labels: torch.Tensor, k: int, steps: int, meta: Optional[Dict[str, Any]] = None
+) -> torch.Tensor:
+    """Labels of step ``k``: the step's own (``meta["step_labels"]``, e.g. AVA's per-box
+    labels, or per-step targets (N, P, ...) such as Charades'), else the clip's."""
+    if isinstance(meta, dict) and "step_labels" in meta:
+        return meta["step_labels"][k]
+    if labels.dim() == 3:
+        if labels.shape[1] != steps:
+            raise ValueError(
+                f"per-step targets of {labels.shape[1]} steps for a clip of {steps} steps: the "
+                "dataset's per-step targets follow PGT.STEPS (PGT.DPR changes the steps)"
+            )
         return labels[:, k]
     return labels
 
@@ -106,6 +133,7 @@ class ProgressiveStepRunner(ClipStepRunner):
         self.pg_eval = bool(cfg.PGT.PG_EVAL)
         self.ensemble = str(cfg.PGT.ENSEMBLE_METHOD)
         self.keep_graph = bool(cfg.PGT.TRUNCATE_GRAD)
+        self.all_step_test = bool(cfg.PGT.ALL_STEP_TEST)
         self.dpr = str(cfg.PGT.DPR).upper()
         self.seed = int(cfg.RNG_SEED)
         self.alpha = int(cfg.SLOWFAST.ALPHA)
@@ -166,8 +194,8 @@ class ProgressiveStepRunner(ClipStepRunner):
                 quiet = ddp and self.train_together and k < last
                 with model.no_sync() if quiet else contextlib.nullcontext():
                     with self.autocast():
-                        preds = self.forward(model, x, meta)
-                        loss = loss_fn(preds, _step_labels(labels, k, len(step_inputs)))
+                        preds = self.forward(model, x, step_meta(meta, k))
+                        loss = loss_fn(preds, _step_labels(labels, k, len(step_inputs), meta))
                     if ctx is not None:
                         check_finite_loss(loss, ctx)
                     elif not torch.isfinite(loss.detach()).all():
@@ -189,8 +217,9 @@ class ProgressiveStepRunner(ClipStepRunner):
         long clips in train mode would not fit the head)."""
         schedule = self.schedule
 
-        def split(inputs: List[torch.Tensor]):
-            return enumerate(split_steps(inputs, schedule))
+        def split(inputs: List[torch.Tensor], meta: Dict[str, Any]):
+            for k, x in enumerate(split_steps(inputs, schedule)):
+                yield k, self.model_args(x, step_meta(meta, k))
 
         return StepModel(model), split, schedule.steps
 
@@ -224,12 +253,29 @@ class ProgressiveStepRunner(ClipStepRunner):
     def _pg_long(
         self, model: nn.Module, inputs: List[torch.Tensor], meta: Dict[str, Any]
     ) -> torch.Tensor:
-        outputs = _run_steps(
-            model,
-            split_steps(inputs, self.schedule),
-            lambda x: self.forward(model, x, meta).float(),
-        )
-        return combine_steps(outputs, self.ensemble)
+        steps = split_steps(inputs, self.schedule)
+        if not self.detection:
+            outputs = _run_steps(model, steps, lambda x: self.forward(model, x, meta).float())
+            return combine_steps(outputs, self.ensemble)
+        # Detection: each step scores its own boxes (those of the second nearest to its centre
+        # where the dataset gives per-step boxes); the last step's boxes are the keyframe's.
+        metas = iter([step_meta(meta, k) for k in range(len(steps))])
+        outputs = _run_steps(model, steps, lambda x: self.forward(model, x, next(metas)).float())
+        if self.all_step_test:
+            return torch.cat(outputs, dim=0)
+        return outputs[-1]
+
+    def eval_boxes(self, meta: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """With ``PGT.ALL_STEP_TEST`` (PG long): every step's boxes, in step order; else the
+        keyframe's (the last step's)."""
+        if self.pg_eval and self.all_step_test:
+            if "step_ori_boxes" not in meta:
+                raise ValueError(
+                    "PGT.ALL_STEP_TEST needs the dataset's per-step boxes (meta['step_ori_boxes']"
+                    ", meta['step_metadata'])"
+                )
+            return torch.cat(list(meta["step_ori_boxes"])), torch.cat(list(meta["step_metadata"]))
+        return meta["ori_boxes"], meta["metadata"]
 
 
 def train_step(
@@ -256,11 +302,15 @@ class StepModel(nn.Module):
         super().__init__()
         self.model = unwrap(model)
 
-    def forward(self, item: Tuple[int, List[torch.Tensor]]) -> torch.Tensor:
-        step, inputs = item
+    def forward(self, item: Tuple[int, Any]) -> torch.Tensor:
+        """``item``: ``(step, inputs)`` or ``(step, call arguments)`` (a runner's
+        ``model_args``: the inputs, and the boxes of a detection model)."""
+        step, args = item
         set_step(self.model, step)
+        if not isinstance(args, tuple):
+            args = (args,)
         try:
-            return self.model(inputs)
+            return self.model(*args)
         except BaseException:
             set_step(self.model, None)
             raise

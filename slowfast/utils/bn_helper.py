@@ -4,8 +4,9 @@ runs."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
+import torch
 from torch import nn
 
 from slowfast.utils import distributed as du
@@ -20,21 +21,32 @@ def get_bn_modules(model: nn.Module) -> List[nn.Module]:
     return _fv_get_bn_modules(model)
 
 
+def _to_cuda(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cuda(non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cuda(x) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _to_cuda(v) for k, v in obj.items()}
+    return obj
+
+
 def calculate_and_update_precise_bn(
     loader: Iterable,
     model: nn.Module,
     num_iters: int = 200,
     use_gpu: bool = True,
-    split: Optional[Callable[[List[Any]], Iterable[Any]]] = None,
+    split: Optional[Callable[[List[Any], Dict[str, Any]], Iterable[Any]]] = None,
 ) -> int:
     """Recompute the running statistics of ``model``'s batch norms over ``num_iters`` batches.
 
     Each process computes the statistics of its own batches (fvcore: mean and population
     variance over all their elements); the processes then combine them (equal batch counts
     assumed), so every rank ends with the same buffers. ``model`` may be DDP-wrapped (its inner
-    module is used, without gradients). ``split`` turns one batch's inputs into several
-    forwards, each one statistics sample (progressive training runs a clip's steps so); then
-    ``num_iters`` counts forwards. Returns the number of batch-norm layers updated.
+    module is used, without gradients). ``split(inputs, meta)`` turns one batch into the items
+    ``model`` is called on, each one statistics sample (a detection runner adds the batch's
+    boxes; progressive training runs a clip's steps); then ``num_iters`` counts forwards.
+    Returns the number of batch-norm layers updated.
     """
     from fvcore.nn.precise_bn import update_bn_stats
 
@@ -47,13 +59,14 @@ def calculate_and_update_precise_bn(
         return 0
 
     def _inputs() -> Iterator:
-        for inputs, *_ in loader:
+        for inputs, *rest in loader:
+            meta = rest[-1] if rest and isinstance(rest[-1], dict) else {}
             if use_gpu:
-                inputs = [x.cuda(non_blocking=True) for x in inputs]
+                inputs, meta = _to_cuda((inputs, meta))
             if split is None:
                 yield inputs
             else:
-                yield from split(inputs)
+                yield from split(inputs, meta)
 
     update_bn_stats(inner, _inputs(), num_iters)
     inner.train(was_training)
