@@ -54,6 +54,32 @@ def perform_test(
     return meter.finalize_metrics(ks=(1, 5))
 
 
+@torch.no_grad()
+def perform_detection_test(
+    loader: Any, model: nn.Module, meter: Any, cfg: CfgNode, runner: ClipStepRunner
+) -> Dict[str, Any]:
+    """Score every box of ``loader`` (an ``AVAMeter`` in test mode gathers the boxes of all
+    ranks); return ``{"map": frame mAP}``."""
+    model.eval()
+    device = device_for(cfg)
+    log_period = max(1, cfg.LOG_PERIOD)
+    meter.iter_tic()
+    for cur_iter, (inputs, _labels, _index, meta) in enumerate(
+        progress(loader, len(loader), "test")
+    ):
+        inputs, meta = to_device((inputs, meta), device)
+        meter.data_toc()
+        preds = runner.eval_step(model, inputs, meta)
+        ori_boxes, metadata = runner.eval_boxes(meta)
+        preds, ori_boxes, metadata = du.all_gather([preds, ori_boxes, metadata])
+        meter.iter_toc()
+        meter.update_stats(preds.cpu(), ori_boxes.cpu(), metadata.cpu())
+        if (cur_iter + 1) % log_period == 0:
+            meter.log_iter_stats(0, cur_iter)
+        meter.iter_tic()
+    return {"map": meter.finalize_metrics()}
+
+
 def save_results(path: str, video_preds: torch.Tensor, video_labels: torch.Tensor) -> str:
     """Write ``[video_preds, video_labels]`` (CPU tensors) with ``pickle.dump``, PySlowFast's
     format for ``TEST.SAVE_RESULTS_PATH`` (read it back with ``pickle.load``). Returns
@@ -109,6 +135,8 @@ def test(cfg: CfgNode) -> Dict[str, Any]:
     checkpoint = cu.load_test_checkpoint(cfg, model)
 
     loader = construct_loader(cfg, "test")
+    if cfg.DETECTION.ENABLE:
+        return _test_detection(cfg, model, loader, checkpoint, start_time)
     dataset = loader.dataset
     num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     num_videos = int(dataset.num_videos)
@@ -158,6 +186,43 @@ def test(cfg: CfgNode) -> Dict[str, Any]:
     else:
         values["test_top1_acc"] = stats.get("top1_acc")
         values["test_top5_acc"] = stats.get("top5_acc")
+    summary = update_summary(cfg, values)
+    if du.is_root_proc():
+        logger.info("%s", format_summary(summary))
+    return summary
+
+
+def _test_detection(
+    cfg: CfgNode, model: nn.Module, loader: Any, checkpoint: Optional[str], start_time: float
+) -> Dict[str, Any]:
+    """AVA-style test: each keyframe's boxes scored once (no multi-view), frame mAP."""
+    from slowfast.engine.trainer import detection_video_names
+    from slowfast.utils.ava_meter import AVAMeter
+
+    names = detection_video_names(loader.dataset)
+    logger.info(
+        "testing %s on %d keyframes of %d videos",
+        checkpoint or "a random model",
+        len(loader.dataset),
+        len(names),
+    )
+    meter = AVAMeter(len(loader), cfg, "test", video_names=names)
+    cost = test_cost(model, cfg, 1) if du.is_root_proc() else None
+    if cost is not None:
+        mode = ""
+        if cfg.PGT.ENABLE:
+            mode = " (PG long)" if cfg.PGT.PG_EVAL else " (orig long)"
+        logger.info("test cost per clip%s: %s", mode, cost["text"])
+    stats = perform_detection_test(loader, model, meter, cfg, build_step_runner(cfg))
+    values: Dict[str, Any] = {
+        "output_dir": cfg.OUTPUT_DIR,
+        "test_checkpoint": checkpoint,
+        "test_views": 1,
+        "test_cost": cost,
+        "test_map": stats["map"],
+        "test_wall_time": wall_time(time.time() - start_time),
+        "test_memory": memory_summary(cfg),
+    }
     summary = update_summary(cfg, values)
     if du.is_root_proc():
         logger.info("%s", format_summary(summary))

@@ -46,6 +46,27 @@ def _batch_errors(
     return errs[0], errs[1] if len(errs) > 1 else None
 
 
+def val_meter_for(cfg: CfgNode, loader: Any) -> Any:
+    """``ValMeter``, or for detection (``DETECTION.ENABLE``) an ``AVAMeter`` scoring frame mAP
+    against the annotation files (the dataset gives the video names)."""
+    if not cfg.DETECTION.ENABLE:
+        return ValMeter(len(loader), cfg)
+    from slowfast.utils.ava_meter import AVAMeter
+
+    return AVAMeter(len(loader), cfg, "val", video_names=detection_video_names(loader.dataset))
+
+
+def detection_video_names(dataset: Any) -> List[str]:
+    """Video index -> video id of a detection dataset (``dataset.video_names``)."""
+    names = getattr(dataset, "video_names", None)
+    if names is None:
+        raise ValueError(
+            f"DETECTION.ENABLE: the dataset {type(dataset).__name__} has no video_names (video "
+            "index -> video id), which the AVA evaluation needs"
+        )
+    return list(names)
+
+
 def train_epoch(
     loader: Any,
     model: nn.Module,
@@ -80,7 +101,7 @@ def train_epoch(
         out = runner.train_step(model, optimizer, inputs, labels, meta, ctx)
 
         top1_err = top5_err = None
-        if cfg.DATA.MULTI_LABEL:
+        if cfg.DATA.MULTI_LABEL or cfg.DETECTION.ENABLE:  # the loss only, as PySlowFast
             (loss,) = du.all_reduce([out.loss.clone()])
         else:
             top1_err, top5_err = _batch_errors(out.preds, labels, cfg)
@@ -128,7 +149,11 @@ def eval_epoch(
         inputs, labels, meta = to_device((inputs, labels, meta), device)
         meter.data_toc()
         preds = runner.eval_step(model, inputs, meta)
-        if cfg.DATA.MULTI_LABEL:
+        if cfg.DETECTION.ENABLE:  # AVAMeter: the boxes' scores, frame mAP at the epoch's end
+            ori_boxes, metadata = runner.eval_boxes(meta)
+            preds, ori_boxes, metadata = du.all_gather([preds, ori_boxes, metadata])
+            meter.update_stats(preds.cpu(), ori_boxes.cpu(), metadata.cpu())
+        elif cfg.DATA.MULTI_LABEL:
             preds, labels = du.all_gather([preds, labels])
             meter.update_predictions(preds, labels)
         else:
@@ -207,7 +232,7 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
     precise_bn_loader = construct_loader(cfg, "train") if cfg.BN.USE_PRECISE_STATS else None
     runner = build_step_runner(cfg)
     train_meter = TrainMeter(len(train_loader), cfg)
-    val_meter = ValMeter(len(val_loader), cfg)
+    val_meter = val_meter_for(cfg, val_loader)
     writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
     tracker = _BestTracker()
     failures_per_epoch: List[int] = []
