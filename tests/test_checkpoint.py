@@ -115,7 +115,7 @@ def test_save_load_round_trip_model_and_optimizer(tmp_path):
     assert os.listdir(tmp_path / "checkpoints") == ["checkpoint_epoch_00003.pyth"]
 
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(raw) == {"epoch", "model_state", "optimizer_state", "cfg"}
+    assert set(raw) == {"epoch", "model_state", "optimizer_state", "cfg", "rng_state"}
     assert raw["epoch"] == 2 and isinstance(raw["cfg"], str) and "NUM_CLASSES: 5" in raw["cfg"]
     assert not any(k.startswith("module.") for k in raw["model_state"])
 

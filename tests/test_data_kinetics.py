@@ -303,4 +303,5 @@ def test_collate_multi_hot_and_meta():
 def test_pin_memory_only_with_cuda(data_dir):
     loader = construct_loader(make_cfg(data_dir, DATA_LOADER__PIN_MEMORY=True), "val")
     assert loader.pin_memory == torch.cuda.is_available()
-    assert not loader.drop_last and isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+    assert not loader.drop_last and not loader.sampler.shuffle
+    assert [i for i, _ in loader.sampler] == list(range(len(loader.dataset)))

@@ -7,11 +7,12 @@ import logging
 from typing import Any, Dict, Iterator, List, Sequence
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from slowfast.datasets.build import build_dataset
+from slowfast.datasets.sampler import EpochSampler, SeededItems
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,54 @@ def collate_clips(batch: Sequence[tuple]):
     else:
         label_t = torch.as_tensor(labels)
     return inputs, label_t, torch.as_tensor(indices), _collate_meta(metas)
+
+
+_BOX_KEYS = ("boxes", "ori_boxes", "metadata", "step_boxes", "step_ori_boxes", "step_metadata")
+
+
+def _with_batch_index(boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-item ``(n_i, 4)`` boxes into ``(K, 5)`` ``[item index, x1, y1, x2, y2]``."""
+    rows = [
+        torch.cat([torch.full((b.shape[0], 1), float(i)), torch.as_tensor(b).float()], dim=1)
+        for i, b in enumerate(boxes)
+    ]
+    return torch.cat(rows, dim=0) if rows else torch.zeros(0, 5)
+
+
+def detection_collate(batch: Sequence[tuple]):
+    """Collate detection items ``(frames, labels (n_i, C), index, meta)`` (AVA).
+
+    Returns ``(inputs, labels, indices, meta)``: ``inputs`` as :func:`collate_clips`, ``labels``
+    ``(K, C)`` (the items' boxes concatenated, K = sum n_i), ``meta["boxes"]`` ``(K, 5)``
+    ``[item index, x1, y1, x2, y2]``, ``meta["ori_boxes"]`` ``(K, 4)``, ``meta["metadata"]``
+    ``(K, 2)``; with PGT ``step_boxes`` / ``step_ori_boxes`` / ``step_metadata`` /
+    ``step_labels`` become lists of per-step batched tensors in the same formats. Other keys
+    are collated as :func:`collate_clips` does (``decode_failures`` concatenated).
+    """
+    frames, labels, indices, metas = zip(*batch)
+    num_pathways = len(frames[0])
+    inputs = [torch.stack([item[p] for item in frames]) for p in range(num_pathways)]
+    label_t = torch.cat([torch.as_tensor(lab).float() for lab in labels], dim=0)
+    out: Dict[str, Any] = {
+        "boxes": _with_batch_index([m["boxes"] for m in metas]),
+        "ori_boxes": torch.cat([torch.as_tensor(m["ori_boxes"]).float() for m in metas]),
+        "metadata": torch.cat([torch.as_tensor(m["metadata"]).long() for m in metas]),
+    }
+    if "step_boxes" in metas[0]:
+        steps = len(metas[0]["step_boxes"])
+        out["step_boxes"] = [
+            _with_batch_index([m["step_boxes"][k] for m in metas]) for k in range(steps)
+        ]
+        for key, kind in (("step_ori_boxes", torch.float32), ("step_metadata", torch.long)):
+            out[key] = [torch.cat([m[key][k] for m in metas]).to(kind) for k in range(steps)]
+        out["step_labels"] = [
+            torch.cat([m["step_labels"][k] for m in metas]).float() for k in range(steps)
+        ]
+    rest = [
+        {k: v for k, v in m.items() if k not in _BOX_KEYS and k != "step_labels"} for m in metas
+    ]
+    out.update(_collate_meta(rest))
+    return inputs, label_t, torch.as_tensor(indices), out
 
 
 class ClipLoader(DataLoader):
@@ -129,27 +178,30 @@ def construct_loader(cfg, split: str, is_precise_bn: bool = False) -> ClipLoader
     world = _world_size()
     batch_size = per_process_batch_size(int(total), int(cfg.NUM_GPUS), world)
     dataset = build_dataset(name, cfg, split)
-    if world > 1:
-        sampler = DistributedSampler(dataset, shuffle=shuffle)
-    elif shuffle:
-        sampler = RandomSampler(dataset)
-    else:
-        sampler = None
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    # The order is a function of (RNG_SEED, epoch) and each item's random draws of (RNG_SEED,
+    # epoch, position): the data of a resumed run are those of an uninterrupted one.
+    sampler = EpochSampler(len(dataset), shuffle, int(cfg.RNG_SEED), world, rank)
+    # Workers' base seeds from a private generator: making an iterator draws nothing from the
+    # global RNG (whose state checkpoints carry).
+    generator = torch.Generator()
+    generator.manual_seed(int(cfg.RNG_SEED))
     return ClipLoader(
-        dataset,
+        SeededItems(dataset),
         batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
+        generator=generator,
         num_workers=int(cfg.DATA_LOADER.NUM_WORKERS),
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
         drop_last=drop_last,
-        collate_fn=collate_clips,
+        collate_fn=detection_collate if cfg.DETECTION.ENABLE else collate_clips,
         max_decode_failures=int(cfg.DATA_LOADER.MAX_DECODE_FAILURES),
     )
 
 
 def shuffle_dataset(loader: DataLoader, cur_epoch: int) -> None:
-    """Reshuffle a distributed loader for ``cur_epoch`` (``sampler.set_epoch``)."""
+    """Use epoch ``cur_epoch``'s order (``sampler.set_epoch``), from its start."""
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler) or hasattr(sampler, "set_epoch"):
         sampler.set_epoch(cur_epoch)
@@ -158,6 +210,7 @@ def shuffle_dataset(loader: DataLoader, cur_epoch: int) -> None:
 __all__: List[str] = [
     "ClipLoader",
     "collate_clips",
+    "detection_collate",
     "construct_loader",
     "per_process_batch_size",
     "shuffle_dataset",

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Callable, List, NoReturn, Optional
 
+import torch
 from fvcore.common.config import CfgNode
 
 from slowfast.engine.evaluator import test
@@ -14,6 +15,7 @@ from slowfast.engine.trainer import train
 from slowfast.utils import distributed as du
 from slowfast.utils.multiprocessing import launch_job
 from slowfast.utils.parser import load_config, parse_args
+from slowfast.utils.train_state import Interrupted
 
 
 def main(
@@ -33,7 +35,17 @@ def main(
         print(f"error: {err}", file=sys.stderr)
         return 2
     if cfg.TRAIN.ENABLE:
-        launch_job(cfg=cfg, init_method=args.init_method, func=train_func)
+        try:
+            launch_job(cfg=cfg, init_method=args.init_method, func=train_func)
+        except Interrupted as stopped:
+            print(f"stopped: {stopped}", file=sys.stderr)
+            du.shutdown()
+            return stopped.exit_code
+        except torch.multiprocessing.ProcessRaisedException as err:
+            if "Interrupted" not in str(err):
+                raise
+            print(f"stopped (a spawned rank): {str(err).strip().splitlines()[-1]}", file=sys.stderr)
+            return 143
     if cfg.TEST.ENABLE:
         launch_job(cfg=cfg, init_method=args.init_method, func=test_func)
     du.shutdown()  # a group kept from train through test (torchrun, one process per machine)

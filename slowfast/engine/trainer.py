@@ -30,6 +30,7 @@ from slowfast.utils import distributed as du
 from slowfast.utils import metrics
 from slowfast.utils.meters import TrainMeter, ValMeter
 from slowfast.utils.tensorboard import TensorboardWriter
+from slowfast.utils.train_state import Interrupted, StopRequest
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ def _batch_errors(
 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     errs = metrics.topk_errors(preds, labels, topk_ks(cfg))
     return errs[0], errs[1] if len(errs) > 1 else None
+
+
+def _stop_requested(stop: StopRequest, device: torch.device) -> bool:
+    """Whether any rank received a stop signal (all ranks stop at the same iteration)."""
+    if du.get_world_size() == 1:
+        return stop.pending is not None
+    flag = torch.tensor([0.0 if stop.pending is None else 1.0], device=device)
+    (flag,) = du.all_reduce([flag], average=False)
+    if float(flag) > 0 and stop.pending is None:
+        stop.pending = "a stop signal on another rank"
+    return float(flag) > 0
 
 
 def val_meter_for(cfg: CfgNode, loader: Any) -> Any:
@@ -76,12 +88,25 @@ def train_epoch(
     cfg: CfgNode,
     runner: ClipStepRunner,
     writer: Optional[TensorboardWriter] = None,
+    start_iter: int = 0,
+    stop: Optional[StopRequest] = None,
 ) -> Dict[str, Any]:
-    """Train one epoch; the learning rate is set every iteration. Returns the epoch's stats."""
+    """Train one epoch; the learning rate is set every iteration. Returns the epoch's stats.
+
+    ``start_iter``: iterations of this epoch already done (a resumed run): the loader's sampler
+    skips their items, the rest come in the same order. ``stop``: after each iteration, when a
+    stop signal arrived (on any rank), write a mid-epoch checkpoint and raise ``Interrupted``.
+    """
     from slowfast.models.optimizer import get_epoch_lr, set_lr
+    from slowfast.utils import checkpoint as cu
 
     model.train()
     data_size = len(loader)
+    if start_iter:
+        loader.sampler.set_start(start_iter * loader.batch_size)
+        logger.info(
+            "epoch %d: resuming after iteration %d of %d", cur_epoch + 1, start_iter, data_size
+        )
     if data_size == 0:
         raise ValueError(
             f"the train loader of {cfg.TRAIN.DATASET!r} yields no batch: TRAIN.BATCH_SIZE "
@@ -91,8 +116,10 @@ def train_epoch(
     device = device_for(cfg)
     world = du.get_world_size()
     meter.iter_tic()
-    batches = progress(loader, data_size, f"train {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}")
-    for cur_iter, (inputs, labels, _index, meta) in enumerate(batches):
+    batches = progress(
+        loader, data_size - start_iter, f"train {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}"
+    )
+    for cur_iter, (inputs, labels, _index, meta) in enumerate(batches, start=start_iter):
         inputs, labels, meta = to_device((inputs, labels, meta), device)
         lr = get_epoch_lr(cur_epoch + cur_iter / data_size, cfg)
         set_lr(optimizer, lr)
@@ -123,6 +150,18 @@ def train_epoch(
             if top5_v is not None:
                 scalars["Train/Top5_err"] = top5_v
             writer.add_scalars(scalars, global_step=data_size * cur_epoch + cur_iter)
+        if stop is not None and _stop_requested(stop, device):
+            path = cu.save_checkpoint(
+                cfg.OUTPUT_DIR,
+                model,
+                optimizer,
+                cur_epoch,
+                cfg,
+                scaler=runner.scaler,
+                iteration=cur_iter + 1,
+            )
+            du.synchronize()
+            raise Interrupted(stop.pending or "stop", cur_epoch, cur_iter + 1, path)
         meter.iter_tic()
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
@@ -207,16 +246,11 @@ class _BestTracker:
 def train(cfg: CfgNode) -> Dict[str, Any]:
     """Train ``cfg``'s model (resuming from OUTPUT_DIR's newest checkpoint), validating every
     ``TRAIN.EVAL_PERIOD`` epochs; return the run summary."""
-    from slowfast.datasets.loader import construct_loader, shuffle_dataset
+    from slowfast.datasets.loader import construct_loader
     from slowfast.models import build_model
     from slowfast.models.optimizer import construct_optimizer
     from slowfast.utils import checkpoint as cu
-    from slowfast.utils.bn_helper import (
-        aggregate_sub_bn_stats,
-        calculate_and_update_precise_bn,
-        get_bn_modules,
-    )
-    from slowfast.utils.misc import is_eval_epoch, log_model_info
+    from slowfast.utils.misc import log_model_info
 
     start_time = time.time()
     setup_run(cfg, "train")
@@ -225,12 +259,14 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
         log_model_info(model, cfg, use_train_input=True)
     model = wrap_ddp(model, cfg)
     optimizer = construct_optimizer(model, cfg)
-    start_epoch = cu.load_train_checkpoint(cfg, model, optimizer)
+    runner = build_step_runner(cfg)
+    resume: Dict[str, Any] = {}
+    start_epoch = cu.load_train_checkpoint(cfg, model, optimizer, runner.scaler, resume)
+    start_iter = int(resume.get("iteration", 0))
 
     train_loader = construct_loader(cfg, "train")
     val_loader = construct_loader(cfg, "val")
     precise_bn_loader = construct_loader(cfg, "train") if cfg.BN.USE_PRECISE_STATS else None
-    runner = build_step_runner(cfg)
     train_meter = TrainMeter(len(train_loader), cfg)
     val_meter = val_meter_for(cfg, val_loader)
     writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
@@ -239,11 +275,53 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
 
     logger.info("start epoch: %d of %d", start_epoch + 1, cfg.SOLVER.MAX_EPOCH)
     last_epoch = start_epoch
+    with StopRequest() as stop:
+        try:
+            last_epoch = _train_epochs(
+                cfg, model, optimizer, runner, stop, start_epoch, start_iter,
+                (train_loader, val_loader, precise_bn_loader),
+                (train_meter, val_meter, writer, tracker, failures_per_epoch),
+            )  # fmt: skip
+        except Interrupted as stopped:
+            writer.close()
+            logger.warning("%s", stopped)
+            stop.after_checkpoint()  # submitit: requeue; plain SLURM: scontrol requeue
+            raise
+    writer.close()
+    return _train_summary(cfg, start_epoch, last_epoch, start_time, failures_per_epoch, tracker)
+
+
+def _train_epochs(
+    cfg: CfgNode,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    runner: ClipStepRunner,
+    stop: StopRequest,
+    start_epoch: int,
+    start_iter: int,
+    loaders: Tuple[Any, Any, Any],
+    state: Tuple[Any, Any, Any, Any, List[int]],
+) -> int:
+    """The epochs from ``start_epoch`` (its first ``start_iter`` iterations done); returns the
+    number of the last epoch finished."""
+    from slowfast.datasets.loader import shuffle_dataset
+    from slowfast.utils import checkpoint as cu
+    from slowfast.utils.bn_helper import (
+        aggregate_sub_bn_stats,
+        calculate_and_update_precise_bn,
+        get_bn_modules,
+    )
+    from slowfast.utils.misc import is_eval_epoch
+
+    train_loader, val_loader, precise_bn_loader = loaders
+    train_meter, val_meter, writer, tracker, failures_per_epoch = state
+    last_epoch = start_epoch
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         shuffle_dataset(train_loader, cur_epoch)
         epoch_stats = train_epoch(
-            train_loader, model, optimizer, train_meter, cur_epoch, cfg, runner, writer
-        )
+            train_loader, model, optimizer, train_meter, cur_epoch, cfg, runner, writer,
+            start_iter=start_iter if cur_epoch == start_epoch else 0, stop=stop,
+        )  # fmt: skip
         failures, bad_videos = _decode_failures(train_loader, device_for(cfg))
         failures_per_epoch.append(failures)
         if failures:
@@ -271,7 +349,7 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
             runner.end_forward(model)
         aggregate_sub_bn_stats(model)
         if is_ckpt:
-            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg)
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, runner.scaler)
         if is_eval:
             # The inner module: evaluation needs no DDP synchronisation.
             val_stats = eval_epoch(
@@ -279,8 +357,17 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
             )
             tracker.update(val_stats, cur_epoch)
         last_epoch = cur_epoch + 1
-    writer.close()
+    return last_epoch
 
+
+def _train_summary(
+    cfg: CfgNode,
+    start_epoch: int,
+    last_epoch: int,
+    start_time: float,
+    failures_per_epoch: List[int],
+    tracker: _BestTracker,
+) -> Dict[str, Any]:
     summary = update_summary(
         cfg,
         {

@@ -34,7 +34,9 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SUBDIR = "checkpoints"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint_epoch_(\d+)\.pyth$")
+# PySlowFast's epoch files, and ours written in the middle of an epoch (on a stop signal):
+# checkpoint_epoch_<epoch in progress, 1-based>_iter_<iterations done>.pyth
+_CHECKPOINT_NAME = re.compile(r"^checkpoint_epoch_(\d+)(?:_iter_(\d+))?\.pyth$")
 # Parameters of the classifier; a class-count change re-initialises them instead of failing.
 HEAD_PREFIXES: Tuple[str, ...] = ("head.projection.",)
 # Buffers that carry no learned state: not reported when missing or unexpected (frozen batch
@@ -79,22 +81,51 @@ def make_checkpoint_dir(path_to_job: str) -> str:
     return checkpoint_dir
 
 
-def get_path_to_checkpoint(path_to_job: str, epoch: int) -> str:
-    """Path of the checkpoint written after 1-based epoch ``epoch``."""
-    return os.path.join(get_checkpoint_dir(path_to_job), f"checkpoint_epoch_{epoch:05d}.pyth")
+def get_path_to_checkpoint(path_to_job: str, epoch: int, iteration: Optional[int] = None) -> str:
+    """Path of the checkpoint written after 1-based epoch ``epoch``; with ``iteration``, of the
+    one written in epoch ``epoch`` after that many of its iterations."""
+    name = f"checkpoint_epoch_{epoch:05d}"
+    if iteration is not None:
+        name += f"_iter_{int(iteration):06d}"
+    return os.path.join(get_checkpoint_dir(path_to_job), name + ".pyth")
+
+
+def _progress_of(name: str) -> Optional[Tuple[int, int]]:
+    """(epochs completed, iterations of the next one) a checkpoint file name stands for."""
+    match = _CHECKPOINT_NAME.match(name)
+    if not match:
+        return None
+    epoch = int(match.group(1))
+    if match.group(2) is None:
+        return epoch, 0
+    return epoch - 1, int(match.group(2))
 
 
 def list_checkpoints(path_to_job: str) -> List[str]:
-    """The ``checkpoint_epoch_N.pyth`` files of a job, oldest epoch first."""
+    """The checkpoint files of a job, oldest training progress first: ``checkpoint_epoch_N``
+    after N epochs, ``checkpoint_epoch_N_iter_I`` after N - 1 epochs and I iterations."""
     checkpoint_dir = get_checkpoint_dir(path_to_job)
     if not os.path.isdir(checkpoint_dir):
         return []
     found = []
     for name in os.listdir(checkpoint_dir):
-        match = _CHECKPOINT_NAME.match(name)
-        if match:
-            found.append((int(match.group(1)), os.path.join(checkpoint_dir, name)))
+        progress = _progress_of(name)
+        if progress is not None:
+            found.append((progress, os.path.join(checkpoint_dir, name)))
     return [path for _, path in sorted(found)]
+
+
+def remove_stale_mid_epoch_checkpoints(path_to_job: str, epochs_done: int) -> List[str]:
+    """Delete the mid-epoch checkpoints of epochs <= ``epochs_done`` (superseded by that
+    epoch's file; PySlowFast's tools, which sort names, would otherwise pick them)."""
+    removed = []
+    for path in list_checkpoints(path_to_job):
+        name = os.path.basename(path)
+        match = _CHECKPOINT_NAME.match(name)
+        if match and match.group(2) is not None and int(match.group(1)) <= epochs_done:
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def has_checkpoint(path_to_job: str) -> bool:
@@ -498,6 +529,8 @@ def save_checkpoint(
     optimizer: Optional[torch.optim.Optimizer],
     epoch: int,
     cfg: Any,
+    scaler: Optional[Any] = None,
+    iteration: Optional[int] = None,
 ) -> Optional[str]:
     """Write ``checkpoint_epoch_<epoch + 1>.pyth`` atomically (master process only).
 
@@ -505,11 +538,21 @@ def save_checkpoint(
         path_to_job: the job's output folder (``cfg.OUTPUT_DIR``).
         model: the model, plain or wrapped in (D)DP; the wrapper's prefix is not stored.
         optimizer: its state is stored for resuming (omitted when None).
-        epoch: the 0-based epoch just finished.
+        epoch: the 0-based epoch just finished (with ``iteration``: the epoch in progress).
         cfg: the config, stored as its YAML dump.
+        scaler: the AMP ``GradScaler`` (its state is stored as ``scaler_state``, PySlowFast's
+            key).
+        iteration: write the mid-epoch checkpoint ``checkpoint_epoch_<epoch + 1>_iter_<I>``
+            after ``iteration`` iterations of epoch ``epoch``: its ``epoch`` field is the last
+            completed epoch (so PySlowFast's loaders restart the epoch) and ``epoch_iter`` the
+            position.
+    The process's RNG states (``rng_state``) are stored too. After an epoch's file is written,
+    the mid-epoch files it supersedes are deleted.
     Returns:
         The checkpoint path on the master process, None on the others.
     """
+    from slowfast.utils.train_state import capture_rng_state
+
     if not _is_master_proc():
         return None
     os.makedirs(get_checkpoint_dir(path_to_job), exist_ok=True)
@@ -517,15 +560,23 @@ def save_checkpoint(
     if state and all(k.startswith(_DDP_PREFIX) for k in state):
         state = _strip_prefix(state, _DDP_PREFIX)
     checkpoint: Dict[str, Any] = {
-        "epoch": int(epoch),
+        "epoch": int(epoch) if iteration is None else int(epoch) - 1,
         "model_state": sub_to_normal_bn(state),
         "cfg": cfg.dump() if hasattr(cfg, "dump") else str(cfg),
+        "rng_state": capture_rng_state(),
     }
+    if iteration is not None:
+        checkpoint["epoch_iter"] = int(iteration)
     if optimizer is not None:
         checkpoint["optimizer_state"] = optimizer.state_dict()
-    path = get_path_to_checkpoint(path_to_job, epoch + 1)
+    if scaler is not None:
+        checkpoint["scaler_state"] = scaler.state_dict()
+    path = get_path_to_checkpoint(path_to_job, epoch + 1, iteration)
     _atomic_torch_save(checkpoint, path)
     logger.info("Saved checkpoint %s", path)
+    if iteration is None:
+        for stale in remove_stale_mid_epoch_checkpoints(path_to_job, epoch + 1):
+            logger.info("Removed %s (superseded by %s)", stale, path)
     return path
 
 
@@ -617,6 +668,7 @@ def load_checkpoint(
     epoch_reset: bool = False,
     clear_name_pattern: Iterable[str] = (),
     strict: bool = False,
+    extra: Optional[Dict[str, Any]] = None,
 ) -> int:
     """Load a PySlowFast ``.pyth`` or Caffe2 ``.pkl`` checkpoint into ``model``.
 
@@ -633,6 +685,8 @@ def load_checkpoint(
         clear_name_pattern: substrings removed (first occurrence) from checkpoint keys.
         strict: raise, before touching the model, if any key is missing, unexpected or of
             another shape (a class-count change of ``head.projection`` is allowed).
+        extra: when given (and not ``epoch_reset``), receives the checkpoint's resume fields
+            that are present: ``epoch_iter``, ``rng_state``, ``scaler_state``.
     Returns:
         The epoch stored in the checkpoint, or -1 (Caffe2 file, none stored, or reset).
     """
@@ -696,6 +750,14 @@ def load_checkpoint(
     epoch = int(checkpoint["epoch"])
     if optimizer is not None:
         _restore_optimizer(path_to_checkpoint, checkpoint, optimizer, report)
+    if extra is not None:
+        extra.update(
+            {
+                k: checkpoint[k]
+                for k in ("epoch_iter", "rng_state", "scaler_state")
+                if k in checkpoint
+            }
+        )
     return epoch
 
 
@@ -725,7 +787,11 @@ def _checkpoint_of_epoch(cfg: Any, key: str, epoch: int) -> str:
 
 
 def load_train_checkpoint(
-    cfg: Any, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]
+    cfg: Any,
+    model: nn.Module,
+    optimizer: Optional[torch.optim.Optimizer],
+    scaler: Optional[Any] = None,
+    resume: Optional[Dict[str, Any]] = None,
 ) -> int:
     """Resume or initialise training; return the 0-based epoch to start from.
 
@@ -733,21 +799,47 @@ def load_train_checkpoint(
     ``TRAIN.AUTO_RESUME`` the newest readable checkpoint of OUTPUT_DIR (model + optimizer), else
     ``TRAIN.CHECKPOINT_FILE_PATH`` (honouring CHECKPOINT_TYPE/INFLATE/EPOCH_RESET/
     CLEAR_NAME_PATTERN/STRICT), else 0.
+
+    Resuming from OUTPUT_DIR also restores the RNG states and the AMP ``scaler``'s state; a
+    mid-epoch checkpoint makes the returned epoch the one in progress, and ``resume`` (when
+    given) receives ``{"path": file, "iteration": iterations of that epoch already done}``.
     """
+    from slowfast.utils.train_state import restore_rng_state
+
+    if resume is not None:
+        resume.update(path=None, iteration=0)
     data_parallel = cfg.NUM_GPUS > 1
     strict = bool(cfg.TRAIN.get("CHECKPOINT_STRICT", False))
     patterns = tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN)
     file_epoch = int(cfg.TRAIN.get("CHECKPOINT_FILE_EPOCH", -1))
-    resume: Optional[str] = None
+    path: Optional[str] = None
     if file_epoch >= 1:
-        resume = _checkpoint_of_epoch(cfg, "TRAIN", file_epoch)
+        path = _checkpoint_of_epoch(cfg, "TRAIN", file_epoch)
     elif cfg.TRAIN.AUTO_RESUME:
-        resume = get_last_checkpoint(cfg.OUTPUT_DIR)
-    if resume is not None:
-        logger.info("Resuming from %s", resume)
+        path = get_last_checkpoint(cfg.OUTPUT_DIR)
+    if path is not None:
+        logger.info("Resuming from %s", path)
+        extra: Dict[str, Any] = {}
         epoch = load_checkpoint(
-            resume, model, data_parallel, optimizer, clear_name_pattern=patterns, strict=strict
+            path,
+            model,
+            data_parallel,
+            optimizer,
+            clear_name_pattern=patterns,
+            strict=strict,
+            extra=extra,
         )
+        if restore_rng_state(extra.get("rng_state")):
+            logger.info("Restored the RNG states of %s", path)
+        if scaler is not None and "scaler_state" in extra:
+            scaler.load_state_dict(extra["scaler_state"])
+        iteration = int(extra.get("epoch_iter", 0))
+        if iteration:
+            logger.info(
+                "%s was written in epoch %d after %d iterations", path, epoch + 2, iteration
+            )
+        if resume is not None:
+            resume.update(path=path, iteration=iteration)
         return epoch + 1
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         logger.info(

@@ -26,6 +26,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from slowfast.utils import distributed as du
+from slowfast.utils.train_state import Interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def run(
             atexit.register(du.destroy_process_group)
     try:
         func(cfg)
+    except Interrupted:
+        raise  # a checkpointed stop on a signal, not a failure
     except BaseException:
         # spawn re-raises only the first failure it sees, which may be a peer's "connection
         # closed"; print every rank's own error so the cause is never lost
