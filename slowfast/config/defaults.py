@@ -48,6 +48,8 @@ _C.TRAIN.EVAL_PERIOD = 10
 _C.TRAIN.CHECKPOINT_PERIOD = 10
 # Resume from the newest readable checkpoint in OUTPUT_DIR/checkpoints.
 _C.TRAIN.AUTO_RESUME = True
+# Stop when an iteration's loss exceeds this factor times the mean of the 5 before it (0: off).
+_C.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0
 # Checkpoint to initialise from (when nothing to resume).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # "pytorch" (.pyth) or "caffe2" (.pkl of the PySlowFast model zoo).

@@ -5,6 +5,13 @@ from __future__ import annotations
 from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 
+
+class DataError(ValueError):
+    """A dataset's files are wrong (a split file's line, a label, a missing frame): the message
+    names the file and the line or the key; ``tools/run_net.py`` prints it without a
+    traceback."""
+
+
 DATASET_REGISTRY = Registry("DATASET")
 DATASET_REGISTRY.__doc__ = """
 Registry of video datasets.

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.utils.data
 from iopath.common.file_io import g_pathmgr
 
 from slowfast.datasets import utils
-from slowfast.datasets.build import DATASET_REGISTRY
+from slowfast.datasets.build import DATASET_REGISTRY, DataError
 from slowfast.datasets.decoder import decode
 from slowfast.datasets.video_container import DecodeError
 
@@ -42,13 +42,14 @@ SPLITS = ("train", "val", "test")
 
 
 def read_labelled_list(
-    path_to_file: str, separator: str, prefix: str = ""
+    path_to_file: str, separator: str, prefix: str = "", num_classes: Optional[int] = None
 ) -> List[Tuple[str, int]]:
     """Read ``path<separator>label`` lines into ``(os.path.join(prefix, path), label)`` pairs.
 
     Blank lines are skipped. Each line is split at the last occurrence of ``separator`` (any
     whitespace when the separator is blank), so paths may contain the separator. A malformed
-    line raises ``ValueError`` naming the file and the line number.
+    line, or (with ``num_classes``) a label outside ``[0, num_classes)``, raises ``DataError``
+    naming the file and the line number.
     """
     if not g_pathmgr.exists(path_to_file):
         raise FileNotFoundError(f"split file {path_to_file} not found (DATA.PATH_TO_DATA_DIR)")
@@ -61,7 +62,7 @@ def read_labelled_list(
                 continue
             fields = line.rsplit(sep, 1)
             if len(fields) != 2 or not fields[0].strip():
-                raise ValueError(
+                raise DataError(
                     f"{path_to_file}:{line_no}: expected 'path{separator!r}label' "
                     f"(DATA.PATH_LABEL_SEPARATOR = {separator!r}), got {line!r}"
                 )
@@ -69,13 +70,18 @@ def read_labelled_list(
             try:
                 label_id = int(label)
             except ValueError:
-                raise ValueError(
+                raise DataError(
                     f"{path_to_file}:{line_no}: label {label!r} is not an integer "
                     f"(DATA.PATH_LABEL_SEPARATOR = {separator!r}), line {line!r}"
                 ) from None
+            if num_classes is not None and not 0 <= label_id < num_classes:
+                raise DataError(
+                    f"{path_to_file}:{line_no}: label {label_id} is outside [0, "
+                    f"MODEL.NUM_CLASSES = {num_classes}), line {line!r}"
+                )
             items.append((os.path.join(prefix, path), label_id))
     if not items:
-        raise ValueError(f"split file {path_to_file} lists no video")
+        raise DataError(f"split file {path_to_file} lists no video")
     return items
 
 
@@ -122,7 +128,9 @@ class Kinetics(torch.utils.data.Dataset):
             self._num_clips = 1
         _check_scales(cfg, split)
         csv = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split}.csv")
-        videos = read_labelled_list(csv, cfg.DATA.PATH_LABEL_SEPARATOR, cfg.DATA.PATH_PREFIX)
+        videos = read_labelled_list(
+            csv, cfg.DATA.PATH_LABEL_SEPARATOR, cfg.DATA.PATH_PREFIX, int(cfg.MODEL.NUM_CLASSES)
+        )
         self._path_to_videos = [p for p, _ in videos]
         self._labels = [label for _, label in videos]
         self.decode_failures: Dict[str, str] = {}

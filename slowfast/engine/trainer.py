@@ -47,6 +47,33 @@ def _batch_errors(
     return errs[0], errs[1] if len(errs) > 1 else None
 
 
+class LossExplosionError(RuntimeError):
+    """The loss jumped past ``TRAIN.KILL_LOSS_EXPLOSION_FACTOR`` times its recent mean."""
+
+
+class LossExplosionGuard:
+    """PySlowFast's ``TRAIN.KILL_LOSS_EXPLOSION_FACTOR``: stop when an iteration's loss (the
+    all-reduced one, so every rank decides alike) exceeds the factor times the mean of the 5
+    iterations before it (checked once 6 losses of the epoch are known)."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.factor = float(cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR)
+        self.recent: List[float] = []
+
+    def check(self, loss: float, epoch: int, iteration: int, iters: int) -> None:
+        if self.factor <= 0.0:
+            return
+        if len(self.recent) >= 5:
+            mean = sum(self.recent[-5:]) / 5.0
+            if loss > self.factor * mean:
+                raise LossExplosionError(
+                    f"loss exploded at epoch {epoch + 1}, iteration {iteration + 1}/{iters}: "
+                    f"{loss:.6g} > TRAIN.KILL_LOSS_EXPLOSION_FACTOR {self.factor:g} x "
+                    f"{mean:.6g} (the mean of the 5 iterations before); stopping"
+                )
+        self.recent = (self.recent + [loss])[-5:]
+
+
 def _stop_requested(stop: StopRequest, device: torch.device) -> bool:
     """Whether any rank received a stop signal (all ranks stop at the same iteration)."""
     if du.get_world_size() == 1:
@@ -115,6 +142,7 @@ def train_epoch(
         )
     device = device_for(cfg)
     world = du.get_world_size()
+    explosion = LossExplosionGuard(cfg)
     meter.iter_tic()
     batches = progress(
         loader, data_size - start_iter, f"train {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}"
@@ -138,6 +166,7 @@ def train_epoch(
             loss, top1_err = reduced[0], reduced[1]
             top5_err = reduced[2] if top5_err is not None else None
         loss_v = float(loss)
+        explosion.check(loss_v, cur_epoch, cur_iter, data_size)
         top1_v = None if top1_err is None else float(top1_err)
         top5_v = None if top5_err is None else float(top5_err)
         meter.update_stats(top1_v, top5_v, loss_v, lr, inputs[0].size(0) * world)

@@ -49,6 +49,10 @@ class UnreadableCheckpointError(ValueError):
     """A checkpoint file is truncated, corrupt, or holds objects that are refused."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); nothing was replaced."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Distributed helpers (lazy: no dependency on the process-group set-up code)
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +576,21 @@ def save_checkpoint(
     if scaler is not None:
         checkpoint["scaler_state"] = scaler.state_dict()
     path = get_path_to_checkpoint(path_to_job, epoch + 1, iteration)
-    _atomic_torch_save(checkpoint, path)
+    try:
+        _atomic_torch_save(checkpoint, path)
+    except (OSError, RuntimeError) as err:
+        # torch.save reports a full disk as the OSError, or as a RuntimeError of its zip
+        # writer raised while handling it
+        cause: BaseException = err
+        while not isinstance(cause, OSError) and cause.__context__ is not None:
+            cause = cause.__context__
+        if not isinstance(cause, OSError):
+            raise
+        previous = get_last_checkpoint(path_to_job)
+        kept = f"the newest checkpoint, {previous}, is intact" if previous else "no checkpoint"
+        raise CheckpointWriteError(
+            cause.errno, f"could not write checkpoint {path} ({cause.strerror or cause}); {kept}"
+        ) from err
     logger.info("Saved checkpoint %s", path)
     if iteration is None:
         for stale in remove_stale_mid_epoch_checkpoints(path_to_job, epoch + 1):

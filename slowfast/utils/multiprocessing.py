@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -79,6 +79,18 @@ def run(
     finally:
         if not keep_group:
             du.destroy_process_group()
+
+
+def torchrun_shards(num_gpus: int) -> Optional[Tuple[int, int]]:
+    """Under torchrun with GPUs: ``(NUM_SHARDS, SHARD_ID)`` of this process's machine (known
+    before the config is validated, so the batch and learning-rate rules see the real world
+    size); None otherwise (CPU ranks keep the configured values)."""
+    if not under_torchrun() or num_gpus <= 0:
+        return None
+    world = int(os.environ["WORLD_SIZE"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    shard = int(os.environ.get("GROUP_RANK", int(os.environ["RANK"]) // max(1, local_world)))
+    return max(1, world // max(1, local_world)), shard
 
 
 def _join_torchrun_group(cfg: CfgNode) -> None:

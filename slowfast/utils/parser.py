@@ -40,7 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         dest="cfg_files",
         nargs="+",
         default=["configs/Kinetics/SLOWFAST_8x8_R50.yaml"],
-        help="config file(s), merged in order",
+        help="config file(s); each one is a separate job, run in order (as PySlowFast)",
     )
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=None, help="KEY VALUE config overrides"
@@ -70,7 +70,8 @@ def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) 
 
     Args:
         args: as returned by ``parse_args``.
-        path_to_config: a single file to use instead of ``args.cfg_files``.
+        path_to_config: a single file to use instead of ``args.cfg_files`` (``run_net`` runs
+            each of several files as its own job, as PySlowFast does).
     """
     cfg = get_cfg()
     files = [path_to_config] if path_to_config is not None else list(args.cfg_files or [])
@@ -82,6 +83,11 @@ def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) 
         if args.num_shards != 1 or args.shard_id != 0:
             cfg.NUM_SHARDS = args.num_shards
             cfg.SHARD_ID = args.shard_id
+    from slowfast.utils.multiprocessing import torchrun_shards
+
+    shards = torchrun_shards(int(cfg.NUM_GPUS))
+    if shards is not None:  # torchrun knows the world: validate with it
+        cfg.NUM_SHARDS, cfg.SHARD_ID = shards
     if hasattr(args, "rng_seed"):
         cfg.RNG_SEED = args.rng_seed
     try:
