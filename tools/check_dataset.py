@@ -4,6 +4,10 @@
 Usage:
     python tools/check_dataset.py --cfg CFG [--splits train val test] [KEY VALUE ...]
 Exit status: 0 when every video reads, 1 otherwise.
+AVA (``TRAIN.DATASET ava``): frame lists, box CSVs and label map parse and agree with
+MODEL.NUM_CLASSES, listed frames exist and decode, val/test ground truth and exclusions parse.
+Charades (``TRAIN.DATASET charades``): the frame lists parse (class ids < MODEL.NUM_CLASSES) and
+every listed frame exists and decodes; a bad frame is printed with its frame list and line.
 """
 
 import argparse
@@ -24,7 +28,10 @@ def main(argv=None) -> int:
     bad = check_splits(cfg, known.splits)
     for split, path, reason in bad:
         print(f"{split}\t{path}\t{reason}")
-    print(f"{len(bad)} unreadable in splits {known.splits} of {cfg.DATA.PATH_TO_DATA_DIR}")
+    where = cfg.DATA.PATH_TO_DATA_DIR
+    if "ava" in (cfg.TRAIN.DATASET.lower(), cfg.TEST.DATASET.lower()):
+        where = f"AVA.FRAME_DIR {cfg.AVA.FRAME_DIR}, AVA.ANNOTATION_DIR {cfg.AVA.ANNOTATION_DIR}"
+    print(f"{len(bad)} unreadable in splits {known.splits} of {where}")
     return 1 if bad else 0
 
 

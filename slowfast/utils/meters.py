@@ -20,6 +20,7 @@ from fvcore.common.timer import Timer
 from slowfast.utils import metrics
 from slowfast.utils.env import cpu_mem_usage_gb, gpu_mem_usage_gb
 from slowfast.utils.logging import log_json_stats
+from slowfast.utils.metrics import get_map  # noqa: F401  (PySlowFast's meters.get_map)
 
 logger = logging.getLogger(__name__)
 
@@ -416,3 +417,6 @@ class TestMeter(_TimedMeter):
                 self.stats[f"top{k}_acc"] = float(acc)
         log_json_stats(self.stats, logger)
         return self.stats
+
+
+from slowfast.utils.ava_meter import AVAMeter  # noqa: E402,F401  (re-export, PySlowFast's name)
