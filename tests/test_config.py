@@ -191,3 +191,31 @@ def test_run_net_reports_config_errors_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bad.yaml + command line" in err
     assert "set DATA.NUM_FRAMES to 36" in err and "Traceback" not in err
+
+
+def test_accepted_keys_without_effect_are_logged_once(caplog):
+    import logging
+
+    from slowfast.config import checks
+    from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
+
+    cfg = get_cfg()
+    cfg.TENSORBOARD.CONFUSION_MATRIX.ENABLE = True
+    cfg.TENSORBOARD.HISTOGRAM.TOPK = 3
+    cfg.BENCHMARK.NUM_EPOCHS = 2
+    cfg.PGT.ALL_STEP_TEST = True  # implemented (AVA): not reported
+    keys = checks.keys_without_effect(cfg)
+    for key in (
+        "TENSORBOARD.CONFUSION_MATRIX.ENABLE",
+        "TENSORBOARD.HISTOGRAM.TOPK",
+        "BENCHMARK.NUM_EPOCHS",
+    ):
+        assert key in keys
+    assert "PGT.ALL_STEP_TEST" not in keys
+    assert "TENSORBOARD.ENABLE" not in checks.keys_without_effect(get_cfg())
+    checks._logged_no_effect.clear()
+    with caplog.at_level(logging.WARNING, logger="slowfast.config.checks"):
+        assert_and_infer_cfg(cfg.clone())
+        assert_and_infer_cfg(cfg.clone())
+    said = [r.getMessage() for r in caplog.records if "BENCHMARK.NUM_EPOCHS" in r.getMessage()]
+    assert len(said) == 1 and "has no effect here" in said[0]

@@ -566,3 +566,20 @@ def test_roi_align_equals_torchvision_where_it_imports():
         ours = roi_align(feat, boxes, (3, 3), 0.25, ratio, aligned)
         theirs = tv_roi_align(feat, boxes, (3, 3), 0.25, ratio, aligned)
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_sync_batchnorm_groups_follow_num_sync_devices():
+    from slowfast.models.batchnorm_helper import sync_group_ranks
+
+    assert sync_group_ranks(8, 8, 2) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert sync_group_ranks(16, 8, 4) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12, 13, 14, 15],
+    ]
+    assert sync_group_ranks(4, 4, 1) == [[0], [1], [2], [3]]
+    with pytest.raises(ValueError, match="BN.NUM_SYNC_DEVICES = 3"):
+        sync_group_ranks(8, 8, 3)
+    # NUM_SYNC_DEVICES 1 (PySlowFast's default): statistics per device
+    assert type(get_norm("sync_batchnorm", 1, 1)(4)) is nn.BatchNorm3d

@@ -293,3 +293,32 @@ def _ctx():
 def test_dpr_with_per_step_targets_is_rejected():
     with pytest.raises(ValueError, match="PGT.DPR"):
         det_cfg("slow", PGT__DPR="A")
+
+
+@pytest.mark.parametrize("name", ["SLOW_8x8_R50_PGT", "SLOWFAST_32x2_R50_PGT"])
+def test_ava_pgt_configs_run_a_progressive_detection_step(name):
+    from pathlib import Path
+
+    cfg = get_cfg()
+    cfg.merge_from_file(
+        str(Path(__file__).resolve().parents[1] / "configs" / "AVA" / f"{name}.yaml")
+    )
+    cfg.NUM_GPUS = 0
+    cfg.RESNET.WIDTH_PER_GROUP = 8  # SlowFast: Fast width = 8 / BETA_INV 8 = 1
+    cfg.DATA.TRAIN_CROP_SIZE = cfg.DATA.TEST_CROP_SIZE = CROP
+    cfg = assert_and_infer_cfg(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    t = cfg.DATA.NUM_FRAMES
+    xs = [torch.randn(2, 3, t, CROP, CROP)]
+    if cfg.MODEL.ARCH == "slowfast":
+        xs = [xs[0][:, :, :: cfg.SLOWFAST.ALPHA], xs[0]]
+    boxes = torch.tensor([[0, 2.0, 3.0, 20.0, 30.0], [1, 5.0, 1.0, 30.0, 25.0]])
+    labels = (torch.rand(2, cfg.MODEL.NUM_CLASSES) > 0.9).float()
+    meta = {"boxes": boxes, "step_boxes": [boxes] * cfg.PGT.STEPS}
+    meta["step_labels"] = [labels] * cfg.PGT.STEPS
+    runner = build_step_runner(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    preds, loss = runner.progressive_train(model.train(), opt, xs, labels, meta, None)
+    assert preds.shape == (2, 80) and torch.isfinite(loss)
+    assert runner.eval_step(model.eval(), xs, meta).shape == (2, 80)

@@ -15,8 +15,6 @@ NO_EFFECT_KEYS = (
     "LOGS.PERIOD",
     "LOGS.LOG_MODEL",
     "PGT.NL_NORM",
-    # Implemented with the AVA evaluation of a later issue; until then it has no effect.
-    "PGT.ALL_STEP_TEST",
     "PGT.SELFATT",
     "PGT.SELFATT_LOCATION",
     "NONLOCAL.PROGRESS",
@@ -27,6 +25,15 @@ NO_EFFECT_KEYS = (
     "AVA.TRAIN_PCA_EIGVEC",
     "AVA.TRAIN_PCA_JITTER_ONLY",
     "DEMO.*",
+    # PySlowFast keys read by nothing here: a non-default value is logged as without effect.
+    "TENSORBOARD.CONFUSION_MATRIX.*",
+    "TENSORBOARD.HISTOGRAM.*",
+    "TENSORBOARD.MODEL_VIS.*",
+    "TENSORBOARD.WRONG_PRED_VIS.*",
+    "TENSORBOARD.PREDICTIONS_PATH",
+    "TENSORBOARD.CLASS_NAMES_PATH",
+    "TENSORBOARD.CATEGORIES_PATH",
+    "BENCHMARK.*",
 )
 
 # fnmatch patterns of keys that may appear in the release's configs without a default here.

@@ -7,9 +7,10 @@ callable with that signature (``nn.BatchNorm3d`` is one).
 - ``frozen_batchnorm``: :class:`FrozenBatchNorm3d`, fixed statistics and affine terms (buffers).
 - ``sub_batchnorm``: :class:`SubBatchNorm3d`, statistics computed on ``BN.NUM_SPLITS`` parts of
   the batch; state-dict keys ``weight``, ``bias``, ``bn.*``, ``split_bn.*`` as in PySlowFast.
-- ``sync_batchnorm``: ``nn.SyncBatchNorm`` (over the whole process group; ``BN.NUM_SYNC_DEVICES``
-  is not used) when a process group with more than one process is initialised and CUDA is
-  available, plain ``nn.BatchNorm3d`` otherwise (said once in the log).
+- ``sync_batchnorm``: ``nn.SyncBatchNorm`` over groups of ``BN.NUM_SYNC_DEVICES`` consecutive
+  ranks of a machine (PySlowFast's meaning: 1, the default, keeps the statistics per device)
+  when a process group is initialised and CUDA is available; plain ``nn.BatchNorm3d``
+  otherwise (said once in the log).
 """
 
 import logging
@@ -118,25 +119,58 @@ class SubBatchNorm3d(nn.Module):
 
 
 _sync_fallback_logged = False
+_sync_groups: dict = {}
 
 
-def _sync_batchnorm(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
+def sync_group_ranks(world: int, local_world: int, num_sync_devices: int) -> list:
+    """The rank lists of the synchronised batch-norm groups: ``num_sync_devices`` consecutive
+    ranks each, within a machine of ``local_world`` ranks."""
+    n = int(num_sync_devices)
+    if n < 1 or local_world % n != 0:
+        raise ValueError(
+            f"BN.NUM_SYNC_DEVICES = {num_sync_devices} must divide the {local_world} devices of "
+            "a machine (NUM_GPUS)"
+        )
+    return [list(range(start, start + n)) for start in range(0, world, n)]
+
+
+def _process_group(num_sync_devices: int):
+    """This rank's group (every rank creates every group, in the same order, once)."""
+    dist = torch.distributed
+    key = (dist.get_world_size(), int(num_sync_devices))
+    if key not in _sync_groups:
+        local_world = torch.cuda.device_count() or 1
+        local_world = min(local_world, dist.get_world_size())
+        groups = [dist.new_group(r) for r in sync_group_ranks(key[0], local_world, key[1])]
+        _sync_groups[key] = groups[dist.get_rank() // int(num_sync_devices)]
+    return _sync_groups[key]
+
+
+def _sync_batchnorm(
+    num_features: int, eps: float = 1e-5, momentum: float = 0.1, num_sync_devices: int = 1
+) -> nn.Module:
     global _sync_fallback_logged
     dist = torch.distributed
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if distributed and torch.cuda.is_available():
-        return nn.SyncBatchNorm(num_features, eps=eps, momentum=momentum)
+    if distributed and torch.cuda.is_available() and num_sync_devices > 1:
+        group = _process_group(num_sync_devices)
+        return nn.SyncBatchNorm(num_features, eps=eps, momentum=momentum, process_group=group)
     if not _sync_fallback_logged:
-        logger.info(
-            "BN.NORM_TYPE sync_batchnorm needs a multi-process CUDA run; using BatchNorm3d "
-            "(statistics per process)"
+        why = (
+            "BN.NUM_SYNC_DEVICES 1 keeps the statistics per device (PySlowFast's meaning)"
+            if num_sync_devices <= 1
+            else "it needs a multi-process CUDA run"
         )
+        logger.info("BN.NORM_TYPE sync_batchnorm: %s; using BatchNorm3d", why)
         _sync_fallback_logged = True
     return nn.BatchNorm3d(num_features, eps=eps, momentum=momentum)
 
 
-def get_norm(norm_type: str = "batchnorm", num_splits: int = 1) -> NormFactory:
-    """The norm factory for ``BN.NORM_TYPE`` (``num_splits`` is ``BN.NUM_SPLITS``).
+def get_norm(
+    norm_type: str = "batchnorm", num_splits: int = 1, num_sync_devices: int = 1
+) -> NormFactory:
+    """The norm factory for ``BN.NORM_TYPE`` (``num_splits`` is ``BN.NUM_SPLITS``,
+    ``num_sync_devices`` ``BN.NUM_SYNC_DEVICES``).
 
     Raises:
         ValueError: for an unknown ``norm_type``, naming ``BN.NORM_TYPE``.
@@ -148,13 +182,13 @@ def get_norm(norm_type: str = "batchnorm", num_splits: int = 1) -> NormFactory:
     if norm_type == "sub_batchnorm":
         return partial(SubBatchNorm3d, num_splits=num_splits)
     if norm_type == "sync_batchnorm":
-        return _sync_batchnorm
+        return partial(_sync_batchnorm, num_sync_devices=int(num_sync_devices))
     raise ValueError(f"BN.NORM_TYPE must be one of {NORM_TYPES}, got {norm_type!r}")
 
 
 def get_norm_from_cfg(cfg) -> NormFactory:
-    """``get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS)``."""
-    return get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS)
+    """``get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS, cfg.BN.NUM_SYNC_DEVICES)``."""
+    return get_norm(cfg.BN.NORM_TYPE, cfg.BN.NUM_SPLITS, cfg.BN.NUM_SYNC_DEVICES)
 
 
 def aggregate_sub_bn_stats(module: nn.Module) -> int:
