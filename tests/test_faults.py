@@ -206,3 +206,19 @@ def test_several_cfg_files_run_as_separate_jobs_in_order(data, tmp_path):
     assert "job 1 of 2" in proc.stderr and "job 2 of 2" in proc.stderr
     assert sorted(os.listdir(a / "checkpoints")) == ["checkpoint_epoch_00001.pyth"]
     assert sorted(os.listdir(b / "checkpoints")) == ["checkpoint_epoch_00001.pyth"]
+
+
+def test_train_net_and_test_net_exit_as_run_net(data, tmp_path):
+    path = tmp_path / "bad.pyth"
+    path.write_bytes(b"garbage")
+    cmd = argv(data, str(tmp_path / "out"), TEST__ENABLE=True, TEST__CHECKPOINT_FILE_PATH=str(path))
+    cmd[1] = "tools/test_net.py"  # TRAIN.ENABLE False appended by the tool
+    proc = run(cmd)
+    assert proc.returncode == 1
+    assert_clean_error(proc, str(path))
+    cmd = argv(data, str(tmp_path / "out2"), NUM_GPUS=1)
+    cmd[1] = "tools/train_net.py"
+    if not torch.cuda.is_available():
+        proc = run(cmd)
+        assert proc.returncode == 2
+        assert_clean_error(proc, "NUM_GPUS is 1")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Test only: ``tools/run_net.py`` with ``TRAIN.ENABLE False``."""
+"""Test only: ``tools/run_net.py`` with ``TRAIN.ENABLE False`` (the same exit path)."""
 
 import sys
 
-from slowfast.engine.run import main
+from slowfast.engine.run import run_and_exit
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] + ["TRAIN.ENABLE", "False"]))
+    run_and_exit(sys.argv[1:] + ["TRAIN.ENABLE", "False"])

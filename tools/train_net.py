@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Train only: ``tools/run_net.py`` with ``TEST.ENABLE False``."""
+"""Train only: ``tools/run_net.py`` with ``TEST.ENABLE False`` (the same exit path)."""
 
 import sys
 
-from slowfast.engine.run import main
+from slowfast.engine.run import run_and_exit
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] + ["TEST.ENABLE", "False"]))
+    run_and_exit(sys.argv[1:] + ["TEST.ENABLE", "False"])
