@@ -5,6 +5,9 @@ tools/submit_slurm.py (submitit) and (b) with the plain template tools/slurm/run
 must run on both nodes and end with exactly the weights (and test scores) of the same config run
 as two local processes (--num_shards 2 over tcp://127.0.0.1, gloo): the same ranks do the same
 float operations in the same order, one thread each, so max |dw| is 0, not a tolerance.
+Pre-emption: a 3-epoch job of each kind gets `scancel --signal=USR2` after its first epoch's
+checkpoint, requeues itself (Restarts=1), resumes from its mid-epoch checkpoint and ends with the
+weights of the uninterrupted run (about 60 s each, most of it SLURM holding the requeued job).
 Skipped, with the reason, where no cluster with 2 idle nodes answers `sinfo`. The job folders
 are under pytest's tmp_path: on a real cluster they must be visible from the nodes.
 """
@@ -13,6 +16,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -230,3 +234,174 @@ def test_sbatch_template_two_node_cpu_job_matches_local_run(reference):
     for node, host in enumerate(hosts):
         assert f"run_net.sbatch: node {host} is shard {node} of 2" in log, logs()
     _assert_same_as_local(out, reference, logs)
+
+
+# ---- pre-emption: USR2 after the first checkpoint, the job requeues itself and finishes -------
+REQUEUE_EPOCHS = 3
+
+
+def test_own_signal_after_a_stop_relayed_from_another_rank_is_not_a_second_signal():
+    """Needs no cluster. ``scancel --signal`` and SLURM's ``--signal`` reach every node's task a
+    few ms apart; a rank whose copy comes just after the loop relayed another rank's stop
+    (``pending`` set, no signal of its own yet) must keep going to the checkpoint, not exit
+    at once as on a second signal (which left the other rank in a barrier and the job FAILED,
+    not requeued)."""
+    code = (
+        "import os, signal, time\n"
+        "from slowfast.utils.train_state import StopRequest\n"
+        "with StopRequest() as stop:\n"
+        "    stop.pending = 'a stop signal on another rank'  # as trainer._stop_requested\n"
+        "    os.kill(os.getpid(), signal.SIGUSR2)\n"
+        "    time.sleep(0.2)\n"
+        "    print('pending', stop.pending)\n"
+        "    os.kill(os.getpid(), signal.SIGUSR2)  # now a second signal: exit at once\n"
+        "    time.sleep(5)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert "pending SIGUSR2" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 128 + signal.SIGUSR2, proc.stdout + proc.stderr
+    assert "SIGUSR2 again: exiting now" in proc.stderr, proc.stderr
+
+
+def _requeue_overrides(data, out):
+    """A 3-epoch run, a checkpoint every epoch, 20 iterations per epoch and shard (40 videos a
+    shard): still training for a few seconds after ``checkpoint_epoch_00001.pyth`` appears."""
+    extra = {
+        "SOLVER.MAX_EPOCH": REQUEUE_EPOCHS,
+        "TRAIN.AUTO_RESUME": True,  # the requeued attempt picks up the mid-epoch checkpoint
+        "TRAIN.CHECKPOINT_PERIOD": 1,
+        "TRAIN.EVAL_PERIOD": 100,  # validates after the last epoch only
+        "TEST.ENABLE": False,
+    }
+    return _overrides(data, out) + [x for k, v in extra.items() for x in (k, str(v))]
+
+
+def _final_weights(out):
+    path = os.path.join(out, "checkpoints", f"checkpoint_epoch_{REQUEUE_EPOCHS:05d}.pyth")
+    return torch.load(path, weights_only=False)["model_state"]
+
+
+@pytest.fixture(scope="module")
+def requeue_reference(cluster, tmp_path_factory):
+    """A dataset of 80 training videos and its uninterrupted 3-epoch run as 2 local processes."""
+    from slowfast.datasets.synthetic import make_kinetics_dataset
+
+    root = tmp_path_factory.mktemp("slurm_requeue")
+    data = str(root / "data")
+    make_kinetics_dataset(
+        data,
+        num_classes=2,
+        videos_per_class=40,
+        eval_videos_per_class=1,
+        num_frames=16,
+        width=32,
+        height=32,
+    )
+    out = str(root / "local")
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    argv = [sys.executable, "tools/run_net.py", "--init_method", init, "--num_shards", "2"]
+    rest = ["--cfg", CFG, *_requeue_overrides(data, out), "DIST_BACKEND", "gloo", "NUM_GPUS", "0"]
+    procs = [
+        subprocess.Popen(
+            [*argv, "--shard_id", str(shard), *rest],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for shard in (0, 1)
+    ]
+    logs = [p.communicate(timeout=JOB_TIMEOUT_S)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    return root, data, _final_weights(out)
+
+
+def _preempt_after_first_checkpoint(job_id, out, logs):
+    """Wait for ``checkpoint_epoch_00001.pyth``, then send USR2 to the job's tasks the way
+    SLURM does before a time-out (``--signal=USR2@T``) and as submitit's own test hook does:
+    ``scancel --signal=USR2 <job>`` signals every task of every step (not the batch shell)."""
+    first = os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not os.path.isfile(first):
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id], timeout=15)
+            pytest.fail(f"no {first} after {JOB_TIMEOUT_S}s\n{logs()}")
+        time.sleep(0.1)
+    proc = subprocess.run(
+        ["scancel", "--signal=USR2", job_id], capture_output=True, text=True, timeout=15
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _assert_requeued_and_exact(job_id, out, reference, logs, rank0_logs):
+    state, info = _wait(job_id, logs)
+    assert state == "COMPLETED", f"job {job_id}: {state}\n{info}\n{logs()}"
+    restarts = re.search(r"Restarts=(\d+)", info)
+    assert restarts and int(restarts.group(1)) == 1, f"not requeued once:\n{info}\n{logs()}"
+    # every epoch's checkpoint; the mid-epoch one is removed once its epoch's is written
+    ckpts = sorted(os.listdir(os.path.join(out, "checkpoints")))
+    expected = [f"checkpoint_epoch_{e:05d}.pyth" for e in range(1, REQUEUE_EPOCHS + 1)]
+    assert ckpts == expected, f"{ckpts}\n{logs()}"
+    log = "\n".join(_read(p) for p in rank0_logs)  # node 0's stdout and stderr
+    # the first attempt stopped on the signal inside epoch 2 or later and wrote a mid-epoch
+    # checkpoint; the second attempt resumed from it
+    assert "SIGUSR2 received" in log, logs()
+    mids = re.findall(r"Saved checkpoint (\S+_iter_\d{6}\.pyth)", log)
+    assert len(mids) == 1 and os.path.dirname(mids[0]) == os.path.join(out, "checkpoints"), logs()
+    assert not re.search(r"checkpoint_epoch_00001_iter_", mids[0]), mids  # after epoch 1
+    assert f"Resuming from {mids[0]}" in log, logs()
+    ref_state = reference[2]
+    state_dict = _final_weights(out)
+    assert set(state_dict) == set(ref_state) and state_dict, logs()
+    dw = max((state_dict[k].double() - ref_state[k].double()).abs().max().item() for k in ref_state)
+    print(
+        f"max |dw| requeued SLURM job ({os.path.basename(mids[0])}) vs uninterrupted 2 local processes: {dw}"
+    )
+    assert dw == 0.0, f"max |dw| = {dw}\n{logs()}"
+
+
+def test_submit_slurm_job_requeues_on_usr2_and_finishes_exactly(requeue_reference):
+    root, data, _ = requeue_reference
+    out, jobs = str(root / "submitit_out"), str(root / "submitit_jobs")
+    argv = [sys.executable, "tools/submit_slurm.py", "--nodes", "2", "--gpus-per-node", "0"]
+    argv += ["--cpus-per-task", "2", "--time", "10", "--job-dir", f"{jobs}/%j", "--name", "t_rq"]
+    argv += ["--cfg", CFG, *_requeue_overrides(data, out)]
+    proc = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = re.search(r"submitted job (\d+)", proc.stdout).group(1)
+    paths = [f"{jobs}/{job_id}/{job_id}_{t}_log.{ext}" for t in (0, 1) for ext in ("out", "err")]
+
+    def logs():
+        return "\n".join(f"== {p}\n{_read(p)[-3000:]}" for p in paths)
+
+    _preempt_after_first_checkpoint(job_id, out, logs)
+    _assert_requeued_and_exact(job_id, out, requeue_reference, logs, paths[:2])
+    # submitit's USR2 handler on node 0 checkpointed the task and requeued the job (its
+    # "Requeued job" line may not make it to the log: the requeue kills the task at once)
+    node0 = _read(paths[0])
+    assert "Calling checkpoint method" in node0, logs()
+    assert node0.count("[submit_slurm] node ") == 2, logs()  # two attempts
+
+
+def test_sbatch_template_job_requeues_on_usr2_and_finishes_exactly(requeue_reference):
+    root, data, _ = requeue_reference
+    out, log_path = str(root / "sbatch_out"), str(root / "sbatch.out")
+    argv = ["sbatch", "--nodes", "2", "--cpus-per-task", "2", "--time", "10", "-J", "t_rqb"]
+    argv += ["--output", log_path, "tools/slurm/run_net.sbatch", "--cfg", CFG]
+    argv += _requeue_overrides(data, out)
+    env = _env()
+    env["PORT"] = str(_free_port())
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = re.search(r"Submitted batch job (\d+)", proc.stdout).group(1)
+
+    def logs():
+        return f"== {log_path}\n{_read(log_path)[-6000:]}"
+
+    _preempt_after_first_checkpoint(job_id, out, logs)
+    _assert_requeued_and_exact(job_id, out, requeue_reference, logs, [log_path])
+    log = _read(log_path)
+    assert log.count(f"run_net.sbatch: job {job_id} on") == 2, logs()  # two attempts

@@ -128,7 +128,9 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.pending is not None:
+        # a second signal; a stop relayed from another rank (``pending`` set by the training
+        # loop, ``_signum`` None) is not one: this rank's own copy of it often comes just after
+        if self._signum is not None:
             sys.stderr.write(f"\n{name} again: exiting now without a checkpoint\n")
             sys.stderr.flush()
             os._exit(128 + signum)
