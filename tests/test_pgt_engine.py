@@ -99,6 +99,7 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
         "PGT.STEPS": 3,
         "PGT.TRAIN_TOGETHER": True,
         "PGT.CACHE_MOMENTUM": 0.25,
+        "PGT.DPR": "A",  # training only: the test runs the configured steps
         "DATA.NUM_FRAMES": 10,
         "DATA.SAMPLING_RATE": 2,
         "DATA.TRAIN_JITTER_SCALES": "[32, 40]",
@@ -128,6 +129,9 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
     orig = summary["test_cost"]
     assert orig["steps"] == 1 and orig["views"] == 2 and orig["gflops"] > 0
     assert 0.0 <= summary["test_top1_acc"] <= 100.0
+    # DPR-A drew a step length (3, 4 or 5) for each of the 2 training iterations
+    drawn = summary["dpr_step_lengths"]["1"]
+    assert set(drawn) <= {"3", "4", "5"} and sum(drawn.values()) == 2
     # PG long from the trained checkpoint, steps combined by max.
     ckpt = os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")
     assert os.path.isfile(ckpt)

@@ -317,7 +317,16 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
             stop.after_checkpoint()  # submitit: requeue; plain SLURM: scontrol requeue
             raise
     writer.close()
-    return _train_summary(cfg, start_epoch, last_epoch, start_time, failures_per_epoch, tracker)
+    extra: Dict[str, Any] = {}
+    dpr_counts = getattr(runner, "dpr_counts", None)
+    if dpr_counts:  # PGT.DPR: how often each step length was drawn, per epoch (1-based)
+        extra["dpr_step_lengths"] = {
+            str(epoch + 1): {str(k): int(n) for k, n in sorted(counts.items())}
+            for epoch, counts in sorted(dpr_counts.items())
+        }
+    return _train_summary(
+        cfg, start_epoch, last_epoch, start_time, failures_per_epoch, tracker, extra
+    )
 
 
 def _train_epochs(
@@ -396,6 +405,7 @@ def _train_summary(
     start_time: float,
     failures_per_epoch: List[int],
     tracker: _BestTracker,
+    extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     summary = update_summary(
         cfg,
@@ -408,6 +418,7 @@ def _train_summary(
             "train_wall_time": wall_time(time.time() - start_time),
             "train_memory": memory_summary(cfg),
             "decode_failures": failures_per_epoch,
+            **(extra or {}),
             **tracker.values,
         },
     )
