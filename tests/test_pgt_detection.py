@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_pgt import CROP, pgt_cfg
 
 from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
 from slowfast.engine.steps import build_step_runner
@@ -19,59 +20,29 @@ from slowfast.utils.bn_helper import calculate_and_update_precise_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CROP = 32
 CLASSES = 4
 STEPS = 3
 
 
 def det_cfg(arch="slow", pgt=True, **overrides):
-    cfg = get_cfg()
-    cfg.NUM_GPUS = 0
-    cfg.MODEL.ARCH = arch
-    cfg.MODEL.MODEL_NAME = "SlowFast" if arch == "slowfast" else "ResNet"
-    cfg.MODEL.NUM_CLASSES = CLASSES
-    cfg.MODEL.DROPOUT_RATE = 0.0
-    cfg.MODEL.LOSS_FUNC = "bce"
-    cfg.MODEL.HEAD_ACT = "sigmoid"
-    cfg.RESNET.WIDTH_PER_GROUP = 4
-    cfg.RESNET.DEPTH = 18
-    cfg.RESNET.TRANS_FUNC = "basic_transform"
-    cfg.RESNET.NUM_BLOCK_TEMP_KERNEL = [[2], [2], [2], [2]]
-    cfg.RESNET.SPATIAL_STRIDES = (
-        [[1], [2], [2], [1]]
-        if arch == "slow"
-        else [[1, 1]] * 1
-        + [
-            [2, 2],
-            [2, 2],
-            [1, 1],
-        ]
-    )
-    cfg.RESNET.SPATIAL_DILATIONS = (
-        [[1], [1], [1], [2]] if arch == "slow" else [[1, 1], [1, 1], [1, 1], [2, 2]]
-    )
-    cfg.DETECTION.ENABLE = True
-    cfg.DETECTION.SPATIAL_SCALE_FACTOR = 16
-    cfg.DATA.TRAIN_CROP_SIZE = CROP
-    cfg.DATA.TEST_CROP_SIZE = CROP
-    cfg.SLOWFAST.ALPHA = 4
-    cfg.SLOWFAST.BETA_INV = 4
-    cfg.PGT.ENABLE = pgt
-    cfg.PGT.STEPS = STEPS
-    if arch == "slowfast":
-        cfg.DATA.INPUT_CHANNEL_NUM = [3, 3]
-        cfg.PGT.STEP_LEN = [4, 16]
-        cfg.PGT.OVERLAP = [1, 4]
-        cfg.DATA.NUM_FRAMES = (16 - 4) * (STEPS - 1) + 16
-    else:
-        cfg.DATA.INPUT_CHANNEL_NUM = [3]
-        cfg.PGT.STEP_LEN = [6]
-        cfg.PGT.OVERLAP = [1]
-        cfg.DATA.NUM_FRAMES = 5 * (STEPS - 1) + 6
-    for key, value in overrides.items():
-        node, name = key.split("__")
-        cfg[node][name] = value
-    return assert_and_infer_cfg(cfg)
+    """test_pgt's tiny PGT config (3 steps) as a detector: RoI head on res5 at stride 16,
+    sigmoid outputs and BCE."""
+    slow = arch == "slow"
+    detection = {
+        "MODEL__NUM_CLASSES": CLASSES,
+        "MODEL__LOSS_FUNC": "bce",
+        "MODEL__HEAD_ACT": "sigmoid",
+        "RESNET__SPATIAL_STRIDES": [[1], [2], [2], [1]]
+        if slow
+        else [[1, 1], [2, 2], [2, 2], [1, 1]],
+        "RESNET__SPATIAL_DILATIONS": (
+            [[1], [1], [1], [2]] if slow else [[1, 1], [1, 1], [1, 1], [2, 2]]
+        ),
+        "DETECTION__ENABLE": True,
+        "DETECTION__SPATIAL_SCALE_FACTOR": 16,
+        "PGT__ENABLE": pgt,
+    }
+    return pgt_cfg(arch, steps=STEPS, **{**detection, **overrides})
 
 
 def clip(cfg, batch=2, seed=0):
