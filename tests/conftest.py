@@ -29,3 +29,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def kinetics_8_videos(tmp_path_factory) -> str:
+    """A synthetic Kinetics-format folder: 2 classes x 4 train videos, 1 val and 1 test video
+    per class, 24 frames of 40 x 40 (read-only for the tests that share it)."""
+    from slowfast.datasets.synthetic import make_kinetics_dataset
+
+    root = str(tmp_path_factory.mktemp("kinetics_8_videos"))
+    make_kinetics_dataset(
+        root,
+        num_classes=2,
+        videos_per_class=4,
+        eval_videos_per_class=1,
+        num_frames=24,
+        width=40,
+        height=40,
+    )
+    return root

@@ -17,20 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from slowfast.datasets.synthetic import make_kinetics_dataset
-
-    root = str(tmp_path_factory.mktemp("faults_data"))
-    make_kinetics_dataset(
-        root,
-        num_classes=2,
-        videos_per_class=4,
-        eval_videos_per_class=1,
-        num_frames=24,
-        width=40,
-        height=40,
-    )
-    return root
+def data(kinetics_8_videos):
+    return kinetics_8_videos
 
 
 def argv(data: str, out: str, **extra):

@@ -21,20 +21,8 @@ EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from slowfast.datasets.synthetic import make_kinetics_dataset
-
-    root = str(tmp_path_factory.mktemp("resume_data"))
-    make_kinetics_dataset(
-        root,
-        num_classes=2,
-        videos_per_class=4,
-        eval_videos_per_class=1,
-        num_frames=24,
-        width=40,
-        height=40,
-    )
-    return root
+def data(kinetics_8_videos):
+    return kinetics_8_videos
 
 
 def command(data: str, out: str, workers: int):
