@@ -199,7 +199,7 @@ def run_child(mode: str, crop: int, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def report(crop: int, results: dict) -> bool:
+def report(crop: int, results: dict) -> dict:
     cuda = "cuda_peak_bytes" in results["clip8"]
     head = "| mode | frames | forwards | activations MiB | peak RSS growth MiB |"
     head += " CUDA peak MiB |" if cuda else ""
@@ -239,7 +239,7 @@ def report(crop: int, results: dict) -> bool:
         passed = value <= goal if op == "<=" else value >= goal
         ok &= passed
         print(f"ratio {name}: {value:.3f} (goal {op} {goal}) {'PASS' if passed else 'FAIL'}")
-    return ok
+    return dict(ratios, crop=crop, passed=ok)
 
 
 def main(argv=None) -> int:
@@ -253,6 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="WIDTH_PER_GROUP 8, crop 64 (smoke run)")
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even with CUDA")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal fails")
+    p.add_argument("--summary", default=None, help="also write the ratios per crop (JSON) here")
     args = p.parse_args(argv)
 
     if args.mode:
@@ -269,7 +270,7 @@ def main(argv=None) -> int:
     print(f"Slow R50{' (tiny: WIDTH_PER_GROUP 8)' if args.tiny else ''}, batch 1, "
           f"PGT STEP_LEN 8 OVERLAP 1 STEPS 5 (36 frames), {os.cpu_count()} CPUs, "
           f"one fresh process per mode")  # fmt: skip
-    ok = True
+    summaries = []
     for crop in args.crop:
         results = {}
         for rnd in range(args.rounds):  # rounds of the three modes: best time per mode
@@ -284,7 +285,11 @@ def main(argv=None) -> int:
                         if key in r:
                             r[key] = min(r[key], results[mode][key])
                 results[mode] = r
-        ok &= report(crop, results)
+        summaries.append(report(crop, results))
+    if args.summary:
+        with open(args.summary, "w") as f:
+            json.dump(summaries, f, indent=1)
+    ok = all(s["passed"] for s in summaries)
     return 1 if (args.strict and not ok) else 0
 
 

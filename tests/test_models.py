@@ -500,6 +500,14 @@ def test_build_model_errors():
     cfg = tiny_cfg("slow", RESNET__DEPTH=26)
     with pytest.raises(ValueError, match="RESNET.DEPTH"):
         build_model(cfg)
+    # A crop smaller than the network's stride would make the head pool 0 x 0 pixels.
+    cfg = tiny_cfg("slow", DATA__TRAIN_CROP_SIZE=16)
+    with pytest.raises(ValueError, match="TRAIN_CROP_SIZE 16 is smaller than .* stride 32"):
+        build_model(cfg)
+    cfg = tiny_cfg("slow", DATA__TRAIN_CROP_SIZE=16, RESNET__SPATIAL_STRIDES=[[1], [2], [2], [1]])
+    model = build_model(cfg)
+    assert tuple(model.head.pathway0_spool.kernel_size)[1:] == (1, 1)
+    assert model([torch.randn(1, 3, FRAMES, 16, 16)]).shape == (1, cfg.MODEL.NUM_CLASSES)
     # A one-pathway spec is used for both pathways of SlowFast.
     cfg = tiny_cfg("slowfast", RESNET__NUM_BLOCK_TEMP_KERNEL=[[3], [4], [2], [3]])
     model = build_model(cfg)

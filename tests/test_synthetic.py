@@ -132,7 +132,7 @@ def test_long_range_dataset(tmp_path, repo_root, capsys):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / "lr"
-    rate, gap, sampled = 2, 9, 20
+    rate, gap, sampled, margin = 2, 9, 31, 8
     argv = ["--out", str(out), "--task", "long_range", "--gap", str(gap), "--sampling-rate"]
     argv += [str(rate), "--num-frames", str(sampled), "--width", "32", "--height", "32"]
     assert tool.main(argv + ["--videos-per-class", "3", "--eval-videos-per-class", "1"]) == 0
@@ -155,6 +155,8 @@ def test_long_range_dataset(tmp_path, repo_root, capsys):
             assert second[0] - first[0] == gap * rate  # the order the label says
             assert first[0] == info["events"][rel]["first"] * rate
             firsts.append(first[0])
+            # both flashes at least ``margin`` sampled frames inside the video
+            assert first[0] >= margin * rate and second[-1] < (sampled - margin) * rate
     assert len(set(firsts)) > 2  # the events are at random times
 
 
@@ -162,8 +164,12 @@ def test_long_range_spec_checks():
     rng = np.random.default_rng(0)
     spec, ev = long_range_class_spec(1, rng, 32, 32, num_frames=36, gap=10, sampling_rate=2)
     assert spec.num_frames == 72 and ev.first_color == LONG_RANGE_COLORS[1]
-    assert 0 <= ev.first and ev.first + ev.gap + ev.duration <= 36
+    assert 8 <= ev.first and ev.first + ev.gap + ev.duration <= 36 - 8
     with pytest.raises(ValueError, match="class_id"):
         long_range_class_spec(2, rng)
     with pytest.raises(ValueError, match="exceeds"):
         long_range_class_spec(0, rng, num_frames=10, gap=10)
+    with pytest.raises(ValueError, match="margin 8"):  # 10 + 2 + 16 = 28 frames needed
+        long_range_class_spec(0, rng, num_frames=27, gap=10)
+    spec, ev = long_range_class_spec(0, rng, num_frames=12, gap=10, margin=0)
+    assert ev.first == 0

@@ -48,6 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--duration", type=int, default=2, help="long_range: flash length in sampled frames"
     )
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=8,
+        help="long_range: sampled frames kept free of flashes "
+        "at each end (the clip length; see long_range_class_spec)",
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--height", type=int, default=64)
@@ -125,6 +132,7 @@ def main(argv=None) -> int:
             codec=args.codec,
             container=args.container,
             gop=args.gop or 1,
+            margin=args.margin,
         )
     else:
         summary = make_kinetics_dataset(

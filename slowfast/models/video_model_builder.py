@@ -409,6 +409,12 @@ def video_resnet_kwargs(cfg, arch: Optional[str] = None, no_pool: bool = False) 
         spatial = (
             [1, 1] if detection else [crop // stride // pool1[p][1], crop // stride // pool1[p][2]]
         )
+        if min(spatial) < 1:
+            raise ValueError(
+                f"DATA.TRAIN_CROP_SIZE {crop} is smaller than the network's spatial stride "
+                f"{stride * max(pool1[p][1:])} (stem 4 x RESNET.SPATIAL_STRIDES x pool): the "
+                f"head would pool 0 pixels; use a larger crop or smaller SPATIAL_STRIDES"
+            )
         head_pool.append([temporal] + spatial)
     nl_pool = [
         list(stage)[:n] if len(stage) >= n else list(stage) * n for stage in cfg.NONLOCAL.POOL
