@@ -129,15 +129,19 @@ def test_label_map_reads_and_errors_name_file_and_line(tmp_path):
         3: "carry # hold",
     }
     for text, line, message in [
-        ('item {\n  name: "a"\n  id: one\n}\n', 3, "class id 'one' is not an integer"),
-        ('item {\n  name: "a"\n}\n', 1, "item without an 'id:' line"),
-        ("item {\n  id: 1\n}\nitem {\n  id: 1\n}\n", 4, "class id 1 appears twice"),
-        ("item {\n  id: 1\n}\nname garbage\n", 4, "expected 'item {', '}' or 'key: value'"),
+        ('item {\n  name: "a"\n  id: one\n}\n', 3, "id 'one' is not an integer"),
+        ('item {\n  name: "a"\n}\n', 1, "item without an 'id'"),
+        ("item {\n  id: 1\n}\nitem {\n  id: 1\n}\n", 4, "id 1 repeats the item of line 1"),
+        ("item {\n  id: 1\n}\nname garbage\n", 4, "unexpected text 'name'"),
+        ("", None, "the label map has no item"),
         ("item {\n  id: 1\n", 1, "not closed"),
     ]:
         bad = _write(tmp_path / "bad.pbtxt", text)
-        with pytest.raises(ValueError, match=f"{bad}:{line}: .*{message}"):
+        where = f"{bad}:{line}: " if line else f"{bad}: "
+        with pytest.raises(ValueError, match=f"{where}.*{message}"):
             ava_helper.read_label_map(bad)
+    with pytest.raises(FileNotFoundError, match="AVA.LABEL_MAP_FILE"):
+        ava_helper.read_label_map(str(tmp_path / "missing.pbtxt"))
     with pytest.raises(ValueError) as err:
         ava_helper.check_label_map({1: "a", 81: "b"}, path, 80)
     assert path in str(err.value) and "MODEL.NUM_CLASSES" in str(err.value) and "[81]" in str(err)
@@ -145,10 +149,12 @@ def test_label_map_reads_and_errors_name_file_and_line(tmp_path):
 
 def test_exclusions_errors_name_file_and_line(tmp_path):
     ok = _write(tmp_path / "ex.csv", "v1,0902\nv2,1000\n")
-    assert ava_helper.read_exclusions(ok) == [("v1", 902), ("v2", 1000)]
+    assert ava_helper.read_exclusions(ok) == {"v1,0902", "v2,1000"}
     bad = _write(tmp_path / "bad.csv", "v1,0902\nv1,09a2\n")
-    with pytest.raises(ValueError, match=f"{bad}:2: second '09a2'"):
+    with pytest.raises(ValueError, match=f"{bad}:2: timestamp '09a2'"):
         ava_helper.read_exclusions(bad)
+    with pytest.raises(FileNotFoundError, match="AVA.EXCLUSION_FILE"):
+        ava_helper.read_exclusions(str(tmp_path / "missing.csv"))
 
 
 def test_dataset_num_classes_mismatch_names_the_files(syn):

@@ -78,15 +78,15 @@ def test_test_split_views_and_indices(data_dir):
     num_clips = 2 * 3
     assert ds.num_videos == 2 and ds.num_clips == num_clips and len(ds) == 2 * num_clips
     for index in range(len(ds)):
-        temporal, num_views, spatial, lo, hi, crop = ds._sampling(index)
+        temporal, spatial, lo, hi, crop = ds._view(index)
         clip = index % num_clips
-        assert (temporal, spatial, num_views) == (clip // 3, clip % 3, 2)
+        assert (temporal, spatial) == (clip // 3, clip % 3)
         assert lo == hi == crop == 32
         assert ds.video_path(index) == ds.video_paths[index // num_clips]
     frames, label, idx, _ = ds[7]
     assert idx == 7 and label == 1 and frames[0].shape == (3, 16, 32, 32)
     cfg.TEST.NUM_SPATIAL_CROPS = 1
-    assert Kinetics(cfg, "test")._sampling(1)[2] == 1  # one crop: the centre one
+    assert Kinetics(cfg, "test")._view(1)[1] == 1  # one crop: the centre one
 
 
 def test_single_crop_scales_to_train_jitter_min(data_dir):
@@ -99,12 +99,12 @@ def test_single_crop_scales_to_train_jitter_min(data_dir):
     cfg.DATA.MEAN, cfg.DATA.STD = [0.0] * 3, [1.0] * 3
     cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 1, 1
     ds = Kinetics(cfg, "test")
-    assert ds._sampling(0)[2:] == (1, 40, 40, 24)
+    assert ds._view(0)[1:] == (1, 40, 40, 24)
     (frames,), _, _, _ = ds[0]
     assert frames.shape == (3, 16, 24, 24)
     cfg.TEST.NUM_SPATIAL_CROPS = 3
     ds3 = Kinetics(cfg, "test")
-    assert ds3._sampling(1)[2:] == (1, 24, 24, 24)
+    assert ds3._view(1)[1:] == (1, 24, 24, 24)
     (centre3,), _, _, _ = ds3[1]
     # the single-crop view is a zoomed-in centre: not the 3-crop centre view of the same clip
     assert centre3.shape == frames.shape and not torch.allclose(centre3, frames, atol=1e-3)

@@ -36,11 +36,13 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from iopath.common.file_io import g_pathmgr
 
 from slowfast.datasets.frame_list import read_frame_list
+from slowfast.utils.ava_eval_helper import read_exclusions as read_eval_exclusions
+from slowfast.utils.ava_eval_helper import read_labelmap
 
 logger = logging.getLogger(__name__)
 
@@ -315,61 +317,17 @@ def get_num_boxes_used(keyframe_indices, keyframe_boxes_and_labels) -> int:
 
 
 def read_label_map(path: str) -> OrderedDict[int, str]:
-    """Read a ``.pbtxt`` label map into ``{class id: name}`` (file order).
-
-    Accepts ``item {`` ... ``}`` blocks with ``name: "..."``, ``id: N`` (or ``label_id: N``) and
-    other ``key: value`` lines (``display_name``, ``label_type``), ``#`` comments and blank
-    lines; anything else, an item without an id, a non-integer or repeated id raises
-    ``ValueError`` naming the file and line.
-    """
+    """The ``.pbtxt`` label map as ``{class id: name}`` in file order, read by the evaluator's
+    reader (:func:`slowfast.utils.ava_eval_helper.read_labelmap`, whose errors name the file and
+    line); a missing file or one without an item raises naming ``AVA.LABEL_MAP_FILE``."""
     if not g_pathmgr.exists(path):
         raise FileNotFoundError(
             f"label map {path} not found (AVA.ANNOTATION_DIR + AVA.LABEL_MAP_FILE)"
         )
-    with g_pathmgr.open(path, "r") as f:
-        lines = f.read().splitlines()
-    out: OrderedDict[int, str] = OrderedDict()
-    item: Optional[dict] = None
-    item_line = 0
-    for line_no, raw in enumerate(lines, start=1):
-        where = f"{path}:{line_no}"
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        if text.replace(" ", "") == "item{":
-            if item is not None:
-                raise ValueError(f"{where}: 'item {{' inside the item opened at line {item_line}")
-            item, item_line = {}, line_no
-            continue
-        if text == "}":
-            if item is None:
-                raise ValueError(f"{where}: '}}' without an open 'item {{'")
-            if "id" not in item:
-                raise ValueError(f"{path}:{item_line}: item without an 'id:' line")
-            cid = item["id"]
-            if cid in out:
-                raise ValueError(f"{path}:{item_line}: class id {cid} appears twice")
-            out[cid] = item.get("name", str(cid))
-            item = None
-            continue
-        key, sep, value = text.partition(":")
-        if not sep or item is None or not key.strip().isidentifier():
-            raise ValueError(
-                f"{where}: expected 'item {{', '}}' or 'key: value' inside an item, got {raw!r}"
-            )
-        key, value = key.strip(), value.strip()
-        if key in ("id", "label_id"):
-            try:
-                item["id"] = int(value)
-            except ValueError:
-                raise ValueError(f"{where}: class id {value!r} is not an integer") from None
-        elif key == "name":
-            item["name"] = value.strip('"').strip("'")
-    if item is not None:
-        raise ValueError(f"{path}:{item_line}: item is not closed with '}}'")
-    if not out:
-        raise ValueError(f"{path}: the label map has no item")
-    return out
+    categories, _ = read_labelmap(path)
+    if not categories:
+        raise ValueError(f"{path}: the label map has no item (AVA.LABEL_MAP_FILE)")
+    return OrderedDict((c["id"], c["name"] or str(c["id"])) for c in categories)
 
 
 def check_label_map(label_map: Dict[int, str], path: str, num_classes: int) -> None:
@@ -409,23 +367,10 @@ def label_map_path(cfg) -> str:
     return os.path.join(cfg.AVA.ANNOTATION_DIR, cfg.AVA.LABEL_MAP_FILE)
 
 
-def read_exclusions(path: str) -> List[Tuple[str, int]]:
-    """``video_id,sec`` rows of an exclusions CSV; ``ValueError`` naming file and line."""
+def read_exclusions(path: str) -> Set[str]:
+    """The excluded frame keys (``"video_id,%04d"``) of an exclusions CSV, read by the
+    evaluator's reader (errors name the file and line); a missing file raises naming
+    ``AVA.EXCLUSION_FILE``."""
     if not g_pathmgr.exists(path):
         raise FileNotFoundError(f"exclusions file {path} not found (AVA.EXCLUSION_FILE)")
-    out = []
-    with g_pathmgr.open(path, "r") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            line_no = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 2 or not row[0].strip():
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'video_id,sec', got {','.join(row)!r}"
-                )
-            try:
-                out.append((row[0].strip(), int(row[1])))
-            except ValueError:
-                raise ValueError(f"{path}:{line_no}: second {row[1]!r} is not an integer") from None
-    return out
+    return read_eval_exclusions(path)

@@ -39,19 +39,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import torch
 import torch.utils.data
 
 from slowfast.datasets import utils
 from slowfast.datasets.build import DATASET_REGISTRY, DataError
+from slowfast.datasets.clip_dataset import ClipDataset
 from slowfast.datasets.frame_list import FrameList, FrameReadError, load_frames, read_frame_list
-from slowfast.datasets.kinetics import _check_scales, _in_worker
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def split_file(cfg, split: str) -> str:
@@ -125,23 +123,16 @@ def multi_hot(labels: Sequence[int], num_classes: int) -> torch.Tensor:
 
 
 @DATASET_REGISTRY.register()
-class Charades(torch.utils.data.Dataset):
+class Charades(ClipDataset):
     """Charades frame dataset; see the module docstring."""
 
+    dataset_name = "Charades"
+    failure_log = "unreadable frame"
+    failure_text = "frames of the Charades {split} split cannot be read"
+
     def __init__(self, cfg, split: str, num_retries: int = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"Charades split must be one of {SPLITS}, got {split!r}")
-        self.cfg = cfg
-        self.split = split
-        self.mode = split  # PySlowFast's attribute name
-        self._num_retries = int(cfg.DATA_LOADER.NUM_RETRIES if num_retries is None else num_retries)
-        self._max_failures = int(cfg.DATA_LOADER.MAX_DECODE_FAILURES)
+        super().__init__(cfg, split, num_retries)
         self.num_classes = int(cfg.MODEL.NUM_CLASSES)
-        if split == "test":
-            self._num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-        else:
-            self._num_clips = 1
-        _check_scales(cfg, split)
         path = split_file(cfg, split)
         self.frame_list = read_frame_list(path, cfg.DATA.PATH_PREFIX, key="DATA.PATH_TO_DATA_DIR")
         if len(self.frame_list) == 0:
@@ -161,7 +152,6 @@ class Charades(torch.utils.data.Dataset):
                     f"PGT steps ({cfg.PGT.STEPS} x STEP_LEN {cfg.PGT.STEP_LEN[-1]}, OVERLAP "
                     f"{cfg.PGT.OVERLAP[-1]}) do not tile DATA.NUM_FRAMES = {cfg.DATA.NUM_FRAMES}"
                 )
-        self.decode_failures: Dict[str, str] = {}
         self._bad_videos: set = set()
         logger.info(
             "Charades %s: %d videos (%d frames) x %d clips from %s",
@@ -175,11 +165,6 @@ class Charades(torch.utils.data.Dataset):
     @property
     def num_videos(self) -> int:
         return len(self.frame_list.video_names)
-
-    @property
-    def num_clips(self) -> int:
-        """Clips per video: 1, or NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS in test."""
-        return self._num_clips
 
     @property
     def video_names(self) -> List[str]:
@@ -201,36 +186,13 @@ class Charades(torch.utils.data.Dataset):
             for path, line in zip(paths, lines):
                 yield path, f"{fl.path}:{line}"
 
-    def __len__(self) -> int:
-        return self.num_videos * self._num_clips
-
     def video_labels(self, video: int) -> List[int]:
         """The class ids of any frame of ``video``."""
         return list(self._video_labels[video])
 
-    def _sampling(self, index: int):
-        """(temporal view, spatial idx, min scale, max scale, crop size), as in Kinetics."""
-        data = self.cfg.DATA
-        if self.split in ("train", "val"):
-            return (
-                -1,
-                -1,
-                data.TRAIN_JITTER_SCALES[0],
-                data.TRAIN_JITTER_SCALES[1],
-                data.TRAIN_CROP_SIZE,
-            )
-        crops = self.cfg.TEST.NUM_SPATIAL_CROPS
-        clip_idx = index % self._num_clips
-        crop = data.TEST_CROP_SIZE
-        if crops > 1:
-            spatial, scale = clip_idx % crops, crop
-        else:  # PySlowFast's Kinetics rule: short side at TRAIN_JITTER_SCALES[0], centre crop
-            spatial, scale = 1, data.TRAIN_JITTER_SCALES[0]
-        return (clip_idx // crops, spatial, scale, scale, crop)
-
     def frame_indices(self, index: int) -> List[int]:
         """The sampled frame indices of item ``index`` (random in train and val)."""
-        temporal = self._sampling(index)[0]
+        temporal = self._view(index)[0]
         video = index // self._num_clips
         return clip_frame_indices(
             len(self.frame_list.frame_paths[video]),
@@ -254,21 +216,6 @@ class Charades(torch.utils.data.Dataset):
         ]
         return torch.stack(rows)
 
-    def _record_failure(self, path: str, reason: str) -> None:
-        if path in self.decode_failures:
-            return
-        self.decode_failures[path] = reason
-        (logger.debug if _in_worker() else logger.warning)(
-            "unreadable frame: %s (%s)", path, reason
-        )
-        if len(self.decode_failures) > self._max_failures:
-            listing = "\n".join(f"  {p}: {r}" for p, r in sorted(self.decode_failures.items()))
-            raise RuntimeError(
-                f"{len(self.decode_failures)} frames of the Charades {self.split} split cannot "
-                f"be read, more than DATA_LOADER.MAX_DECODE_FAILURES = {self._max_failures}:\n"
-                f"{listing}"
-            )
-
     def _another_index(self) -> int:
         """A random video's index, avoiding the videos known to fail where possible."""
         good = [v for v in range(self.num_videos) if v not in self._bad_videos]
@@ -281,7 +228,7 @@ class Charades(torch.utils.data.Dataset):
         attempts = max(1, self._num_retries)
         for _ in range(attempts):
             video = index // self._num_clips
-            _, spatial, min_scale, max_scale, crop = self._sampling(index)
+            _, spatial, min_scale, max_scale, crop = self._view(index)
             seq = self.frame_indices(index)
             paths = self.frame_list.frame_paths[video]
             try:

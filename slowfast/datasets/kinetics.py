@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.utils.data
@@ -33,12 +33,13 @@ from iopath.common.file_io import g_pathmgr
 
 from slowfast.datasets import utils
 from slowfast.datasets.build import DATASET_REGISTRY, DataError
+from slowfast.datasets.clip_dataset import SPLITS, ClipDataset
 from slowfast.datasets.decoder import decode
 from slowfast.datasets.video_container import DecodeError
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+__all__ = ["SPLITS", "Kinetics", "read_labelled_list"]
 
 
 def read_labelled_list(
@@ -85,55 +86,22 @@ def read_labelled_list(
     return items
 
 
-def _check_scales(cfg, split: str) -> None:
-    """The crop of ``split`` must fit in the scaled short side; ValueError naming the keys."""
-    data = cfg.DATA
-    lo, hi = data.TRAIN_JITTER_SCALES
-    if split == "test":
-        if cfg.TEST.NUM_SPATIAL_CROPS == 1 and lo < data.TEST_CROP_SIZE:
-            raise ValueError(
-                f"with TEST.NUM_SPATIAL_CROPS 1 the short side is scaled to "
-                f"DATA.TRAIN_JITTER_SCALES[0] = {lo}, smaller than DATA.TEST_CROP_SIZE = "
-                f"{data.TEST_CROP_SIZE}"
-            )
-        return
-    if not lo <= hi:
-        raise ValueError(f"DATA.TRAIN_JITTER_SCALES must be [min, max], got {[lo, hi]}")
-    if lo < data.TRAIN_CROP_SIZE:
-        raise ValueError(
-            f"DATA.TRAIN_JITTER_SCALES[0] = {lo} is smaller than DATA.TRAIN_CROP_SIZE = "
-            f"{data.TRAIN_CROP_SIZE}: the crop must fit in the scaled short side"
-        )
-
-
-def _in_worker() -> bool:
-    return torch.utils.data.get_worker_info() is not None
-
-
 @DATASET_REGISTRY.register()
-class Kinetics(torch.utils.data.Dataset):
+class Kinetics(ClipDataset):
     """Kinetics video dataset; see the module docstring."""
 
+    dataset_name = "Kinetics"
+    failure_log = "decode failure"
+    failure_text = "videos of the Kinetics {split} split failed to decode"
+
     def __init__(self, cfg, split: str, num_retries: int = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"Kinetics split must be one of {SPLITS}, got {split!r}")
-        self.cfg = cfg
-        self.split = split
-        self.mode = split  # PySlowFast's attribute name
-        self._num_retries = int(cfg.DATA_LOADER.NUM_RETRIES if num_retries is None else num_retries)
-        self._max_failures = int(cfg.DATA_LOADER.MAX_DECODE_FAILURES)
-        if split == "test":
-            self._num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-        else:
-            self._num_clips = 1
-        _check_scales(cfg, split)
+        super().__init__(cfg, split, num_retries)
         csv = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split}.csv")
         videos = read_labelled_list(
             csv, cfg.DATA.PATH_LABEL_SEPARATOR, cfg.DATA.PATH_PREFIX, int(cfg.MODEL.NUM_CLASSES)
         )
         self._path_to_videos = [p for p, _ in videos]
         self._labels = [label for _, label in videos]
-        self.decode_failures: Dict[str, str] = {}
         logger.info(
             "Kinetics %s: %d videos x %d clips from %s", split, len(videos), self._num_clips, csv
         )
@@ -143,35 +111,13 @@ class Kinetics(torch.utils.data.Dataset):
         return len(self._path_to_videos)
 
     @property
-    def num_clips(self) -> int:
-        """Clips per video: 1, or NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS in test."""
-        return self._num_clips
-
-    @property
     def video_paths(self) -> List[str]:
         """The video files, one per video."""
         return list(self._path_to_videos)
 
-    def __len__(self) -> int:
-        return self.num_videos * self._num_clips
-
     def video_path(self, index: int) -> str:
         """File of the clip ``index``."""
         return self._path_to_videos[index // self._num_clips]
-
-    def _record_failure(self, path: str, reason: str) -> None:
-        if path in self.decode_failures:
-            return
-        self.decode_failures[path] = reason
-        # Inside a DataLoader worker the loader logs it, once across workers.
-        (logger.debug if _in_worker() else logger.warning)("decode failure: %s (%s)", path, reason)
-        if len(self.decode_failures) > self._max_failures:
-            listing = "\n".join(f"  {p}: {r}" for p, r in sorted(self.decode_failures.items()))
-            raise RuntimeError(
-                f"{len(self.decode_failures)} videos of the Kinetics {self.split} split failed "
-                f"to decode, more than DATA_LOADER.MAX_DECODE_FAILURES = {self._max_failures}:\n"
-                f"{listing}"
-            )
 
     def _another_index(self) -> int:
         """A random clip index, avoiding the videos known to fail where possible."""
@@ -180,34 +126,14 @@ class Kinetics(torch.utils.data.Dataset):
         video = pool[int(torch.randint(0, len(pool), ()).item())]
         return video * self._num_clips
 
-    def _sampling(self, index: int):
-        """(temporal clip idx, num clips, spatial idx, min scale, max scale, crop size)."""
-        data = self.cfg.DATA
-        if self.split in ("train", "val"):
-            return (
-                -1,
-                1,
-                -1,
-                data.TRAIN_JITTER_SCALES[0],
-                data.TRAIN_JITTER_SCALES[1],
-                data.TRAIN_CROP_SIZE,
-            )
-        crops = self.cfg.TEST.NUM_SPATIAL_CROPS
-        clip_idx = index % self._num_clips
-        crop = data.TEST_CROP_SIZE
-        if crops > 1:  # short side scaled to the crop size, crops along the long side
-            spatial, scale = clip_idx % crops, crop
-        else:  # PySlowFast: short side at TRAIN_JITTER_SCALES[0], then the centre crop
-            spatial, scale = 1, data.TRAIN_JITTER_SCALES[0]
-        return (clip_idx // crops, self.cfg.TEST.NUM_ENSEMBLE_VIEWS, spatial, scale, scale, crop)
-
     def __getitem__(self, index: int):
         cfg = self.cfg
         failures: List[List[str]] = []
         attempts = max(1, self._num_retries)
         for _ in range(attempts):
             path = self.video_path(index)
-            temporal, num_clips, spatial, min_scale, max_scale, crop = self._sampling(index)
+            temporal, spatial, min_scale, max_scale, crop = self._view(index)
+            num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS if self.split == "test" else 1
             try:
                 frames, _ = decode(
                     path,
