@@ -101,17 +101,17 @@ def _result(out):
         return ckpt["model_state"], pickle.load(f)
 
 
-@pytest.fixture(scope="module")
-def reference(cluster, tmp_path_factory):
-    """The dataset, and the same run as two local processes (shards 0 and 1)."""
+def _local_two_process_run(root, videos_per_class, overrides):
+    """Write the dataset under ``root`` and run ``tools/run_net.py`` there as 2 local processes
+    (shards 0 and 1, gloo); ``overrides(data, out)`` gives the config overrides. Returns
+    ``(data, out)``."""
     from slowfast.datasets.synthetic import make_kinetics_dataset
 
-    root = tmp_path_factory.mktemp("slurm")
     data = str(root / "data")
     make_kinetics_dataset(
         data,
         num_classes=2,
-        videos_per_class=2,
+        videos_per_class=videos_per_class,
         eval_videos_per_class=1,
         num_frames=16,
         width=32,
@@ -120,7 +120,7 @@ def reference(cluster, tmp_path_factory):
     out = str(root / "local")
     init = f"tcp://127.0.0.1:{_free_port()}"
     argv = [sys.executable, "tools/run_net.py", "--init_method", init, "--num_shards", "2"]
-    rest = ["--cfg", CFG, *_overrides(data, out), "DIST_BACKEND", "gloo"]
+    rest = ["--cfg", CFG, *overrides(data, out), "DIST_BACKEND", "gloo", "NUM_GPUS", "0"]
     procs = [
         subprocess.Popen(
             [*argv, "--shard_id", str(shard), *rest],
@@ -134,6 +134,14 @@ def reference(cluster, tmp_path_factory):
     ]
     logs = [p.communicate(timeout=JOB_TIMEOUT_S)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    return data, out
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, tmp_path_factory):
+    """The dataset, and the same run as two local processes (shards 0 and 1)."""
+    root = tmp_path_factory.mktemp("slurm")
+    data, out = _local_two_process_run(root, 2, _overrides)
     return root, data, _result(out)
 
 
@@ -286,36 +294,8 @@ def _final_weights(out):
 @pytest.fixture(scope="module")
 def requeue_reference(cluster, tmp_path_factory):
     """A dataset of 80 training videos and its uninterrupted 3-epoch run as 2 local processes."""
-    from slowfast.datasets.synthetic import make_kinetics_dataset
-
     root = tmp_path_factory.mktemp("slurm_requeue")
-    data = str(root / "data")
-    make_kinetics_dataset(
-        data,
-        num_classes=2,
-        videos_per_class=40,
-        eval_videos_per_class=1,
-        num_frames=16,
-        width=32,
-        height=32,
-    )
-    out = str(root / "local")
-    init = f"tcp://127.0.0.1:{_free_port()}"
-    argv = [sys.executable, "tools/run_net.py", "--init_method", init, "--num_shards", "2"]
-    rest = ["--cfg", CFG, *_requeue_overrides(data, out), "DIST_BACKEND", "gloo", "NUM_GPUS", "0"]
-    procs = [
-        subprocess.Popen(
-            [*argv, "--shard_id", str(shard), *rest],
-            cwd=REPO,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for shard in (0, 1)
-    ]
-    logs = [p.communicate(timeout=JOB_TIMEOUT_S)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    data, out = _local_two_process_run(root, 40, _requeue_overrides)
     return root, data, _final_weights(out)
 
 
