@@ -12,8 +12,9 @@ Both runs use tools/run_net.py (a subprocess each, CPU, NUM_GPUS 0), the same vi
 batch size (so the same number of iterations) and solver; each reads its
 ``OUTPUT_DIR/run_summary.json`` (``test_top1_acc``).
 
-    python benchmarks/long_range.py                  # clip vs PGT (max); minutes on 2 cores
-    python benchmarks/long_range.py --cache max,last,avg --momentum 0.5
+    python benchmarks/long_range.py                  # clip vs PGT (max): about 11 min, 2 cores
+    python benchmarks/long_range.py --cache max,last # and MCO: about 18 min (benchmarks/README)
+    python benchmarks/long_range.py --cache avg --momentum 0.5
 """
 
 from __future__ import annotations
