@@ -40,11 +40,10 @@ import torch.utils.data
 from slowfast.datasets import ava_helper, utils
 from slowfast.datasets.box_transform import ava_transform, params_from_cfg
 from slowfast.datasets.build import DATASET_REGISTRY
+from slowfast.datasets.clip_dataset import SPLITS, in_worker
 from slowfast.datasets.frame_list import load_frames
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def clip_indices(center: int, position: int, num_frames: int, rate: int, length: int) -> List[int]:
@@ -74,10 +73,6 @@ def multi_hot(label_lists: Sequence[Sequence[int]], num_classes: int) -> torch.T
                 raise ValueError(f"action id {a} outside 1..MODEL.NUM_CLASSES = {num_classes}")
             out[i, a - 1] = 1.0
     return out
-
-
-def _in_worker() -> bool:
-    return torch.utils.data.get_worker_info() is not None
 
 
 @DATASET_REGISTRY.register()
@@ -216,7 +211,7 @@ class Ava(torch.utils.data.Dataset):
         if path in self.decode_failures:
             return
         self.decode_failures[path] = reason
-        (logger.debug if _in_worker() else logger.warning)("frame failure: %s (%s)", path, reason)
+        (logger.debug if in_worker() else logger.warning)("frame failure: %s (%s)", path, reason)
         if len(self.decode_failures) > self._max_failures:
             listing = "\n".join(f"  {p}: {r}" for p, r in sorted(self.decode_failures.items()))
             raise RuntimeError(
