@@ -261,6 +261,30 @@ def test_truncated_gradient(keep_graph):
         assert torch.count_nonzero(earlier) == 0
 
 
+@pytest.mark.parametrize("cache, reach", [("last", 7), ("max", None)])
+def test_cache_reach_across_step_borders(repo_root, cache, reach):
+    """The long-range PGT config (benchmarks/long_range.py): with MCO (``last``) a step's
+    output depends on the frames of earlier steps only as far back as the temporal receptive
+    field (stem 5, five temporal-3 convs: 7 frames); CMCO-max caches carry every earlier frame.
+    Eval mode (fixed BN statistics), gradients kept across steps."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(repo_root / "configs" / "Synthetic" / "LONG_RANGE_PGT.yaml"))
+    cfg.merge_from_list(["NUM_GPUS", 0, "PGT.CACHE", cache, "PGT.TRUNCATE_GRAD", True])
+    cfg.merge_from_list(["RESNET.ZERO_INIT_FINAL_BN", False])  # every residual branch counts
+    cfg = assert_and_infer_cfg(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x = torch.randn(1, 3, cfg.DATA.NUM_FRAMES, 16, 16, requires_grad=True)
+    outs = progressive_forward(model, [x], cfg)
+    bounds = step_bounds(cfg.DATA.NUM_FRAMES, 8, 1, 5)
+    for k in (2, 3, 4):
+        grad = torch.autograd.grad(outs[k][:, 0].sum(), x, retain_graph=True)[0]
+        seen = torch.nonzero(grad.abs().sum(dim=(0, 1, 3, 4))).flatten().tolist()
+        new, end = bounds[k]  # the step's new frames; it sees [new - 1, end), o = 1
+        expected_first = new - 1 - reach if reach is not None else 0
+        assert (seen[0], seen[-1]) == (expected_first, end - 1)
+
+
 @pytest.mark.parametrize("arch", ["slow", "slowfast", "regnet"])
 def test_one_step_equals_the_plain_model_and_orig_long_uses_bins(arch):
     if arch == "regnet":
