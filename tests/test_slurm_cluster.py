@@ -190,18 +190,25 @@ def _assert_same_as_local(out, reference, logs):
     assert "train: rank 1 of 2" in rank1 and "test: rank 1 of 2" in rank1, logs()
 
 
-def test_submit_slurm_two_node_cpu_job_matches_local_run(reference):
-    root, data, _ = reference
+def _submit_submitit(root, name, overrides, data):
+    """Submit a 2-node job ``name`` with tools/submit_slurm.py writing under ``root``;
+    ``(job id, OUTPUT_DIR, the tasks' .out/.err logs, what the tool printed)``."""
     out, jobs = str(root / "submitit_out"), str(root / "submitit_jobs")
     argv = [sys.executable, "tools/submit_slurm.py", "--nodes", "2", "--gpus-per-node", "0"]
-    argv += ["--cpus-per-task", "2", "--time", "10", "--job-dir", f"{jobs}/%j", "--name", "t_a"]
-    argv += ["--cfg", CFG, *_overrides(data, out)]
+    argv += ["--cpus-per-task", "2", "--time", "10", "--job-dir", f"{jobs}/%j", "--name", name]
+    argv += ["--cfg", CFG, *overrides(data, out)]
     proc = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_id = re.search(r"submitted job (\d+)", proc.stdout).group(1)
     paths = [f"{jobs}/{job_id}/{job_id}_{t}_log.{ext}" for t in (0, 1) for ext in ("out", "err")]
+    return job_id, out, paths, proc.stdout
+
+
+def test_submit_slurm_two_node_cpu_job_matches_local_run(reference):
+    root, data, _ = reference
+    job_id, out, paths, printed = _submit_submitit(root, "t_a", _overrides, data)
     for path in paths:  # printed for the user
-        assert path in proc.stdout, proc.stdout
+        assert path in printed, printed
 
     def logs():
         return "\n".join(f"== {p}\n{_read(p)[-3000:]}" for p in paths)
@@ -218,17 +225,24 @@ def test_submit_slurm_two_node_cpu_job_matches_local_run(reference):
     _assert_same_as_local(out, reference, logs)
 
 
-def test_sbatch_template_two_node_cpu_job_matches_local_run(reference):
-    root, data, _ = reference
+def _submit_sbatch(root, name, overrides, data):
+    """Submit tools/slurm/run_net.sbatch as a 2-node job ``name`` writing under ``root``;
+    ``(job id, OUTPUT_DIR, sbatch log, rendezvous port)``."""
     out, log_path = str(root / "sbatch_out"), str(root / "sbatch.out")
-    argv = ["sbatch", "--nodes", "2", "--cpus-per-task", "2", "--time", "10", "-J", "t_b"]
+    argv = ["sbatch", "--nodes", "2", "--cpus-per-task", "2", "--time", "10", "-J", name]
     argv += ["--output", log_path, "tools/slurm/run_net.sbatch", "--cfg", CFG]
-    argv += _overrides(data, out)
+    argv += overrides(data, out)
     env = _env()
     env["PORT"] = str(_free_port())
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_id = re.search(r"Submitted batch job (\d+)", proc.stdout).group(1)
+    return job_id, out, log_path, env["PORT"]
+
+
+def test_sbatch_template_two_node_cpu_job_matches_local_run(reference):
+    root, data, _ = reference
+    job_id, out, log_path, port = _submit_sbatch(root, "t_b", _overrides, data)
 
     def logs():
         return f"== {log_path}\n{_read(log_path)[-5000:]}"
@@ -238,7 +252,7 @@ def test_sbatch_template_two_node_cpu_job_matches_local_run(reference):
     log = _read(log_path)
     hosts = _hosts(info)
     assert len(set(hosts)) == 2, info
-    assert f"rendezvous tcp://{hosts[0]}:{env['PORT']}" in log, logs()
+    assert f"rendezvous tcp://{hosts[0]}:{port}" in log, logs()
     for node, host in enumerate(hosts):
         assert f"run_net.sbatch: node {host} is shard {node} of 2" in log, logs()
     _assert_same_as_local(out, reference, logs)
@@ -345,14 +359,7 @@ def _assert_requeued_and_exact(job_id, out, reference, logs, rank0_logs):
 
 def test_submit_slurm_job_requeues_on_usr2_and_finishes_exactly(requeue_reference):
     root, data, _ = requeue_reference
-    out, jobs = str(root / "submitit_out"), str(root / "submitit_jobs")
-    argv = [sys.executable, "tools/submit_slurm.py", "--nodes", "2", "--gpus-per-node", "0"]
-    argv += ["--cpus-per-task", "2", "--time", "10", "--job-dir", f"{jobs}/%j", "--name", "t_rq"]
-    argv += ["--cfg", CFG, *_requeue_overrides(data, out)]
-    proc = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    job_id = re.search(r"submitted job (\d+)", proc.stdout).group(1)
-    paths = [f"{jobs}/{job_id}/{job_id}_{t}_log.{ext}" for t in (0, 1) for ext in ("out", "err")]
+    job_id, out, paths, _ = _submit_submitit(root, "t_rq", _requeue_overrides, data)
 
     def logs():
         return "\n".join(f"== {p}\n{_read(p)[-3000:]}" for p in paths)
@@ -368,15 +375,7 @@ def test_submit_slurm_job_requeues_on_usr2_and_finishes_exactly(requeue_referenc
 
 def test_sbatch_template_job_requeues_on_usr2_and_finishes_exactly(requeue_reference):
     root, data, _ = requeue_reference
-    out, log_path = str(root / "sbatch_out"), str(root / "sbatch.out")
-    argv = ["sbatch", "--nodes", "2", "--cpus-per-task", "2", "--time", "10", "-J", "t_rqb"]
-    argv += ["--output", log_path, "tools/slurm/run_net.sbatch", "--cfg", CFG]
-    argv += _requeue_overrides(data, out)
-    env = _env()
-    env["PORT"] = str(_free_port())
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    job_id = re.search(r"Submitted batch job (\d+)", proc.stdout).group(1)
+    job_id, out, log_path, _ = _submit_sbatch(root, "t_rqb", _requeue_overrides, data)
 
     def logs():
         return f"== {log_path}\n{_read(log_path)[-6000:]}"

@@ -33,13 +33,11 @@ from iopath.common.file_io import g_pathmgr
 
 from slowfast.datasets import utils
 from slowfast.datasets.build import DATASET_REGISTRY, DataError
-from slowfast.datasets.clip_dataset import SPLITS, ClipDataset
+from slowfast.datasets.clip_dataset import ClipDataset
 from slowfast.datasets.decoder import decode
 from slowfast.datasets.video_container import DecodeError
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["SPLITS", "Kinetics", "read_labelled_list"]
 
 
 def read_labelled_list(
