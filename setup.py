@@ -31,6 +31,7 @@ setup(
         "pandas",
         "tensorboard",
         "scikit-learn",
+        "matplotlib",  # tensorboard's validation plots (imported only when enabled)
         "submitit",
         "tqdm",
         "psutil",

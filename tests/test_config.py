@@ -200,18 +200,30 @@ def test_accepted_keys_without_effect_are_logged_once(caplog):
     from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
 
     cfg = get_cfg()
-    cfg.TENSORBOARD.CONFUSION_MATRIX.ENABLE = True
-    cfg.TENSORBOARD.HISTOGRAM.TOPK = 3
+    cfg.TENSORBOARD.MODEL_VIS.ENABLE = True
+    cfg.TENSORBOARD.WRONG_PRED_VIS.TAG = "x"
     cfg.BENCHMARK.NUM_EPOCHS = 2
     cfg.PGT.ALL_STEP_TEST = True  # implemented (AVA): not reported
+    # implemented (validation plots): not reported
+    cfg.TENSORBOARD.CONFUSION_MATRIX.ENABLE = True
+    cfg.TENSORBOARD.HISTOGRAM.TOPK = 3
+    cfg.TENSORBOARD.CLASS_NAMES_PATH = "names.json"
+    cfg.TENSORBOARD.CATEGORIES_PATH = "categories.json"
     keys = checks.keys_without_effect(cfg)
     for key in (
-        "TENSORBOARD.CONFUSION_MATRIX.ENABLE",
-        "TENSORBOARD.HISTOGRAM.TOPK",
+        "TENSORBOARD.MODEL_VIS.ENABLE",
+        "TENSORBOARD.WRONG_PRED_VIS.TAG",
         "BENCHMARK.NUM_EPOCHS",
     ):
         assert key in keys
-    assert "PGT.ALL_STEP_TEST" not in keys
+    for key in (
+        "PGT.ALL_STEP_TEST",
+        "TENSORBOARD.CONFUSION_MATRIX.ENABLE",
+        "TENSORBOARD.HISTOGRAM.TOPK",
+        "TENSORBOARD.CLASS_NAMES_PATH",
+        "TENSORBOARD.CATEGORIES_PATH",
+    ):
+        assert key not in keys
     assert "TENSORBOARD.ENABLE" not in checks.keys_without_effect(get_cfg())
     checks._logged_no_effect.clear()
     with caplog.at_level(logging.WARNING, logger="slowfast.config.checks"):

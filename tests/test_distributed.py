@@ -83,7 +83,8 @@ def _one_process_reference(tmp_path):
 
 def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
     out = str(tmp_path / "ddp")
-    cfg_path = et.write_cfg(str(tmp_path / "ddp.yaml"), out, **WITH_TEST)
+    plots = {"TENSORBOARD.ENABLE": True, "TENSORBOARD.CONFUSION_MATRIX.ENABLE": True}
+    cfg_path = et.write_cfg(str(tmp_path / "ddp.yaml"), out, **WITH_TEST, **plots)
     proc, _ = _torchrun(cfg_path, _env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rank0, rank1 = _final(out, 0), _final(out, 1)
@@ -102,7 +103,10 @@ def test_torchrun_two_cpu_ranks_match_one_process(tmp_path):
         preds, labels = pickle.load(f)
     torch.testing.assert_close(preds, single_preds[0], rtol=1e-5, atol=1e-6)
     assert torch.equal(labels, single_preds[1])
-    assert "1 repeated test clips were counted once" in open(os.path.join(out, "stdout.log")).read()
+    log = open(os.path.join(out, "stdout.log")).read()
+    assert "1 repeated test clips were counted once" in log
+    # each rank validated 3 of the 6 videos; rank 0 plotted the confusion matrix of all 6
+    assert log.count(f"tensorboard: 1 validation figure(s) of {et.NUM_VAL} videos") == 3
 
 
 def test_dead_rank_ends_torchrun_job(tmp_path):

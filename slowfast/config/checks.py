@@ -208,6 +208,23 @@ def check_data_and_solver(cfg: CfgNode) -> None:
         raise ValueError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {cfg.TEST.NUM_SPATIAL_CROPS}")
 
 
+def check_tensorboard(cfg: CfgNode) -> None:
+    """The validation plots' sizes and top-k (their files are read when the run starts, by
+    ``slowfast.utils.tensorboard.eval_plots_from_cfg``)."""
+    for node in ("CONFUSION_MATRIX", "HISTOGRAM"):
+        if not cfg.TENSORBOARD[node].ENABLE:
+            continue
+        size = cfg.TENSORBOARD[node].FIGSIZE
+        if len(size) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in size):
+            raise ValueError(
+                f"TENSORBOARD.{node}.FIGSIZE must be [width, height] in inches, got {list(size)}"
+            )
+    if cfg.TENSORBOARD.HISTOGRAM.ENABLE and cfg.TENSORBOARD.HISTOGRAM.TOPK < 1:
+        raise ValueError(
+            f"TENSORBOARD.HISTOGRAM.TOPK must be >= 1, got {cfg.TENSORBOARD.HISTOGRAM.TOPK}"
+        )
+
+
 def broadcast_pathway_specs(cfg: CfgNode) -> None:
     """Repeat a one-pathway per-stage spec for each pathway of a multi-pathway model.
 
@@ -289,5 +306,6 @@ def check_and_infer(cfg: CfgNode) -> CfgNode:
     check_model(cfg)
     check_data_and_solver(cfg)
     check_pgt(cfg)
+    check_tensorboard(cfg)
     log_keys_without_effect(cfg, keys_without_effect(cfg))
     return cfg

@@ -341,14 +341,22 @@ _C.TENSORBOARD.ENABLE = False
 _C.TENSORBOARD.PREDICTIONS_PATH = ""
 # Default: OUTPUT_DIR/runs-<dataset>.
 _C.TENSORBOARD.LOG_DIR = ""
+# Validation plots (single-label classification; slowfast.utils.eval_plots):
+# JSON {"class name": class id} naming the classes in the plots (default: their ids).
 _C.TENSORBOARD.CLASS_NAMES_PATH = ""
+# JSON {"category": [class names]}: one more confusion matrix per category.
 _C.TENSORBOARD.CATEGORIES_PATH = ""
+# After each validation epoch: the confusion matrix normalised per true class.
 _C.TENSORBOARD.CONFUSION_MATRIX = CfgNode()
 _C.TENSORBOARD.CONFUSION_MATRIX.ENABLE = False
+# Figure size in inches, [width, height].
 _C.TENSORBOARD.CONFUSION_MATRIX.FIGSIZE = [8, 8]
+# Text file, one class name per line: one more confusion matrix of these classes.
 _C.TENSORBOARD.CONFUSION_MATRIX.SUBSET_PATH = ""
+# After each validation epoch, per class: its videos' TOPK most frequent predictions.
 _C.TENSORBOARD.HISTOGRAM = CfgNode()
 _C.TENSORBOARD.HISTOGRAM.ENABLE = False
+# Text file, one class name per line: plot these classes only.
 _C.TENSORBOARD.HISTOGRAM.SUBSET_PATH = ""
 _C.TENSORBOARD.HISTOGRAM.TOPK = 10
 _C.TENSORBOARD.HISTOGRAM.FIGSIZE = [8, 8]

@@ -26,13 +26,9 @@ NO_EFFECT_KEYS = (
     "AVA.TRAIN_PCA_JITTER_ONLY",
     "DEMO.*",
     # PySlowFast keys read by nothing here: a non-default value is logged as without effect.
-    "TENSORBOARD.CONFUSION_MATRIX.*",
-    "TENSORBOARD.HISTOGRAM.*",
     "TENSORBOARD.MODEL_VIS.*",
     "TENSORBOARD.WRONG_PRED_VIS.*",
     "TENSORBOARD.PREDICTIONS_PATH",
-    "TENSORBOARD.CLASS_NAMES_PATH",
-    "TENSORBOARD.CATEGORIES_PATH",
     "BENCHMARK.*",
 )
 

@@ -207,10 +207,14 @@ def eval_epoch(
     runner: ClipStepRunner,
     writer: Optional[TensorboardWriter] = None,
 ) -> Dict[str, Any]:
-    """Evaluate on the validation set; return the epoch's stats (errors, or mAP)."""
+    """Evaluate on the validation set; return the epoch's stats (errors, or mAP).
+
+    When ``writer.wants_eval_predictions`` (the confusion matrix / histogram plots), the
+    single-label top-1 predictions and labels of all ranks are kept and plotted at the end."""
     model.eval()
     device = device_for(cfg)
     world = du.get_world_size()
+    keep_preds = writer is not None and writer.wants_eval_predictions
     meter.iter_tic()
     batches = progress(loader, len(loader), f"val {cur_epoch + 1}/{cfg.SOLVER.MAX_EPOCH}")
     for cur_iter, (inputs, labels, _index, meta) in enumerate(batches):
@@ -229,6 +233,8 @@ def eval_epoch(
             errs = du.all_reduce([t for t in (top1_err, top5_err) if t is not None])
             top5 = float(errs[1]) if top5_err is not None else None
             meter.update_stats(float(errs[0]), top5, inputs[0].size(0) * world)
+            if keep_preds:
+                meter.update_predictions(*du.all_gather([preds.argmax(dim=1), labels]))
         meter.iter_toc()
         meter.log_iter_stats(cur_epoch, cur_iter)
         meter.iter_tic()
@@ -236,6 +242,8 @@ def eval_epoch(
     if writer is not None:
         names = {"top1_err": "Val/Top1_err", "top5_err": "Val/Top5_err", "map": "Val/mAP"}
         writer.add_scalars({names[k]: v for k, v in stats.items() if k in names}, cur_epoch)
+        if keep_preds and meter.all_preds:
+            writer.plot_eval(torch.cat(meter.all_preds), torch.cat(meter.all_labels), cur_epoch)
     meter.reset()
     return stats
 
@@ -283,6 +291,8 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
 
     start_time = time.time()
     setup_run(cfg, "train")
+    # First: the validation plots' files are checked here, before any model or data is built.
+    writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
     model = build_model(cfg, gpu_id=du.get_local_rank() if cfg.NUM_GPUS > 0 else None)
     if cfg.LOG_MODEL_INFO and du.is_root_proc():
         log_model_info(model, cfg, use_train_input=True)
@@ -298,7 +308,6 @@ def train(cfg: CfgNode) -> Dict[str, Any]:
     precise_bn_loader = construct_loader(cfg, "train") if cfg.BN.USE_PRECISE_STATS else None
     train_meter = TrainMeter(len(train_loader), cfg)
     val_meter = val_meter_for(cfg, val_loader)
-    writer = TensorboardWriter(cfg, enabled=cfg.TENSORBOARD.ENABLE and du.is_root_proc())
     tracker = _BestTracker()
     failures_per_epoch: List[int] = []
 
