@@ -10,6 +10,11 @@ with ``--mode X --json``):
            STEP_LEN [8], OVERLAP [1], STEPS 5, TRAIN_TOGETHER True (one optimizer step per clip)
   clip36 : one plain training iteration on the whole 36-frame clip (PGT off)
 
+With --amp also clip8_amp and pgt_amp: the same under TRAIN.MIXED_PRECISION (fp16 autocast and
+a GradScaler on CUDA, bfloat16 autocast on a CPU), for the AMP speed-up and AMP's activations.
+Every iteration goes through the engine's seams (the step runner's autocast, scaled backward and
+unscale/step/update), so what is timed is what training runs.
+
 Per mode: activation memory = bytes saved for backward (``saved_tensors_hooks``; each storage
 counted once, by data_ptr; parameter storages and the input clip's storage left out, the input
 is data, not activation); for PGT the peak over the steps of the bytes packed during one step's
@@ -19,9 +24,10 @@ warm-up, and best over --rounds runs of the three modes, so that a busy moment o
 machine does not decide a ratio), and on CUDA the torch.cuda.max_memory_allocated growth.
 The parent prints the table and the ratios activations PGT / clip8 (goal <= 1.05),
 clip36 / PGT (goal >= 4.0) and PGT time / (5 x clip8 time) (goal <= 0.93), with PASS/FAIL;
-exit 0 unless --strict.
+with --amp the speed-ups fp32 / AMP time of clip8 and PGT (figures, no goal); exit 0 unless
+--strict. On CUDA the defaults are crops 128 and 224, 1 round of 10 timed iterations.
 
-    python benchmarks/pgt_memory.py [--crop 128 [224]] [--repeats 2] [--rounds 3] [--tiny] [--strict]
+    python benchmarks/pgt_memory.py [--crop 128 [224]] [--repeats 2] [--rounds 3] [--amp] [--tiny] [--strict]
 """
 
 import argparse
@@ -33,6 +39,7 @@ import sys
 import time
 
 MODES = ("clip8", "pgt", "clip36")
+AMP_MODES = ("clip8_amp", "pgt_amp")
 GOALS = (
     ("activations PGT / clip8", "act_pgt_clip8", "<=", 1.05),
     ("activations clip36 / PGT", "act_clip36_pgt", ">=", 4.0),
@@ -49,6 +56,8 @@ def build_cfg(mode: str, crop: int, tiny: bool, cuda: bool):
 
     cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
+    amp = mode.endswith("_amp")
+    mode = mode.removesuffix("_amp")
     frames = 8 if mode == "clip8" else 36
     opts = [
         "NUM_GPUS", 1 if cuda else 0,
@@ -58,6 +67,7 @@ def build_cfg(mode: str, crop: int, tiny: bool, cuda: bool):
         "DATA.TRAIN_JITTER_SCALES", [crop, crop],
         "RNG_SEED", 0,
         "PGT.ENABLE", mode == "pgt",
+        "TRAIN.MIXED_PRECISION", amp,
     ]  # fmt: skip
     if mode == "pgt":
         opts += ["PGT.STEP_LEN", [8], "PGT.OVERLAP", [1], "PGT.STEPS", 5]
@@ -96,6 +106,7 @@ class SavedBytes:
 def measure(args) -> dict:
     import torch
 
+    from slowfast.engine.steps import ClipStepRunner
     from slowfast.models import build_model
     from slowfast.models.losses import get_loss_func
     from slowfast.models.optimizer import construct_optimizer
@@ -116,23 +127,26 @@ def measure(args) -> dict:
     labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (1,), generator=g).to(device)
 
     opt_times = []  # clip modes: the optimizer step's share of an iteration
-    if args.mode == "pgt":
-        from slowfast.pgt import has_caches, train_step
+    if cfg.PGT.ENABLE:
+        from slowfast.pgt import ProgressiveStepRunner, has_caches
 
         assert has_caches(model), "build_model attached no Markov caches with PGT.ENABLE"
+        runner = ProgressiveStepRunner(cfg)
 
         def iteration():
-            return train_step(model, inputs, labels, loss_fun, optimizer, cfg)
+            return runner.progressive_train(model, optimizer, inputs, labels, {}, None, loss_fun)
     else:
+        runner = ClipStepRunner(cfg)
 
         def iteration():
             optimizer.zero_grad(set_to_none=True)
-            preds = model(inputs)
-            loss = loss_fun(preds, labels)
-            loss.backward()
+            with runner.autocast():
+                preds = model(inputs)
+                loss = loss_fun(preds, labels)
+            runner.backward(loss)
             sync()
             opt_start = time.perf_counter()
-            optimizer.step()
+            runner.optimizer_step(model, optimizer)
             sync()
             opt_times.append(time.perf_counter() - opt_start)
             return preds.detach(), loss.detach()
@@ -157,7 +171,7 @@ def measure(args) -> dict:
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     handle.remove()
     per_forward = saved.per_forward()
-    expected = cfg.PGT.STEPS if args.mode == "pgt" else 1
+    expected = cfg.PGT.STEPS if cfg.PGT.ENABLE else 1
     assert len(per_forward) == expected, f"{len(per_forward)} forwards, expected {expected}"
     result = {
         "mode": args.mode,
@@ -168,8 +182,9 @@ def measure(args) -> dict:
         "activation_bytes_per_forward": per_forward,
         "rss_growth_bytes": (rss_after - rss_before) * 1024,  # Linux: KiB
         "loss": float(loss),
-        "device": "cuda" if cuda else "cpu",
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "threads": torch.get_num_threads(),
+        "amp_dtype": str(runner.amp_dtype).removeprefix("torch.") if runner.amp else None,
     }
     if cuda:
         result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
@@ -206,7 +221,7 @@ def report(crop: int, results: dict) -> dict:
     print(f"\ncrop {crop}, {results['clip8']['device']}, {results['clip8']['threads']} threads")
     print(head + " time s |")
     print("| --- " * (head.count("|") - 0) + "|")
-    for mode in MODES:
+    for mode in results:
         r = results[mode]
         row = (
             f"| {mode} | {r['frames']} | {r['forwards']} | {r['activation_bytes'] / MIB:.1f} "
@@ -239,16 +254,31 @@ def report(crop: int, results: dict) -> dict:
         passed = value <= goal if op == "<=" else value >= goal
         ok &= passed
         print(f"ratio {name}: {value:.3f} (goal {op} {goal}) {'PASS' if passed else 'FAIL'}")
+    if "pgt_amp" in results:
+        dtype = results["pgt_amp"]["amp_dtype"]
+        for mode in ("clip8", "pgt"):
+            key = f"amp_speedup_{mode}"
+            ratios[key] = results[mode]["time_s"] / results[f"{mode}_amp"]["time_s"]
+            print(f"AMP ({dtype}) speed-up {mode}: time fp32 / AMP {ratios[key]:.3f}")
+        ratios["act_amp_pgt_clip8"] = (
+            results["pgt_amp"]["activation_bytes"] / results["clip8_amp"]["activation_bytes"]
+        )
+        ratios["act_pgt_fp32_amp"] = act["pgt"] / results["pgt_amp"]["activation_bytes"]
+        print(
+            f"AMP activations: PGT / clip8 {ratios['act_amp_pgt_clip8']:.3f}, "
+            f"PGT fp32 / AMP {ratios['act_pgt_fp32_amp']:.3f}"
+        )
     return dict(ratios, crop=crop, passed=ok)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--mode", choices=MODES, help="measure one mode in this process")
+    p.add_argument("--mode", choices=MODES + AMP_MODES, help="measure one mode in this process")
     p.add_argument("--json", action="store_true", help="print the mode's result as JSON")
     p.add_argument("--crop", type=int, nargs="+", help="crop sizes (default 128; 128 224 on CUDA)")
-    p.add_argument("--repeats", type=int, default=2, help="timed iterations after the warm-up")
-    p.add_argument("--rounds", type=int, default=3, help="runs of the three modes, best time")
+    p.add_argument("--repeats", type=int, help="timed iterations after the warm-up (2; CUDA 10)")
+    p.add_argument("--rounds", type=int, help="runs of the modes, best time (3; CUDA 1)")
+    p.add_argument("--amp", action="store_true", help="also clip8 and PGT with MIXED_PRECISION")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--tiny", action="store_true", help="WIDTH_PER_GROUP 8, crop 64 (smoke run)")
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even with CUDA")
@@ -257,16 +287,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.mode:
+        args.repeats = args.repeats or 2
         args.crop = (args.crop or [64 if args.tiny else 128])[0]
         result = measure(args)
         print(json.dumps(result) if args.json else result)
         return 0
 
-    if args.crop is None:
-        import torch
+    import torch
 
-        cuda = torch.cuda.is_available() and not args.cpu
+    cuda = torch.cuda.is_available() and not args.cpu
+    if args.crop is None:
         args.crop = [64] if args.tiny else ([128, 224] if cuda else [128])
+    # A GPU's iteration times are steady over repeats; a shared CPU's need rounds.
+    args.repeats = args.repeats or (10 if cuda else 2)
+    args.rounds = args.rounds or (1 if cuda else 3)
+    modes = MODES + (AMP_MODES if args.amp else ())
     print(f"Slow R50{' (tiny: WIDTH_PER_GROUP 8)' if args.tiny else ''}, batch 1, "
           f"PGT STEP_LEN 8 OVERLAP 1 STEPS 5 (36 frames), {os.cpu_count()} CPUs, "
           f"one fresh process per mode")  # fmt: skip
@@ -274,7 +309,7 @@ def main(argv=None) -> int:
     for crop in args.crop:
         results = {}
         for rnd in range(args.rounds):  # rounds of the three modes: best time per mode
-            for mode in MODES:
+            for mode in modes:
                 t0 = time.perf_counter()
                 r = run_child(mode, crop, args)
                 print(f"  round {rnd + 1} {mode} crop {crop}: {r['time_s']:.2f}s per iteration "

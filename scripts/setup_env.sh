@@ -13,7 +13,7 @@ fi
 # Where `import slowfast` resolves from outside the checkout (tools/*.py run that way).
 installed=$(cd / && "$PY" -c "import os, slowfast; print(os.path.dirname(os.path.dirname(os.path.realpath(slowfast.__file__))))" 2>/dev/null || true)
 deps_ok=1
-"$PY" -c "import fvcore, iopath, av, cv2, pandas, simplejson, sklearn, tensorboard, submitit, tqdm, psutil, pytest, ruff" >/dev/null 2>&1 || deps_ok=0
+"$PY" -c "import fvcore, iopath, av, cv2, pandas, simplejson, sklearn, tensorboard, submitit, tqdm, psutil, matplotlib, pytest, ruff" >/dev/null 2>&1 || deps_ok=0
 if [ "$installed" != "$here" ] || [ "$deps_ok" = 0 ]; then
   echo "[setup] installing the slowfast package from $here and its dependencies"
   "$PY" -m pip install --quiet -e ".[dev]"

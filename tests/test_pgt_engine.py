@@ -74,7 +74,10 @@ def _run(argv, timeout=300):
     return proc
 
 
-def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
+def pgt_run_overrides(tmp_path) -> dict:
+    """A tiny synthetic Kinetics folder under ``tmp_path`` and the run_net overrides that train
+    SLOW_8x8_R18 on it with PGT (3 steps of 4 frames, momentum 0.25, DPR-A) for one epoch and
+    test it with 2 views (orig long)."""
     from slowfast.datasets.synthetic import make_kinetics_dataset
 
     data = str(tmp_path / "data")
@@ -87,11 +90,10 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
         width=40,
         height=40,
     )
-    out = str(tmp_path / "out")
-    overrides = {
+    return {
         "DATA.PATH_TO_DATA_DIR": data,
         "DATA.PATH_PREFIX": data,
-        "OUTPUT_DIR": out,
+        "OUTPUT_DIR": str(tmp_path / "out"),
         "MODEL.NUM_CLASSES": 2,
         "PGT.ENABLE": True,
         "PGT.STEP_LEN": "[4]",
@@ -115,11 +117,20 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
         "DATA_LOADER.NUM_WORKERS": 0,
         "LOG_MODEL_INFO": False,
     }
-    base = [sys.executable, "tools/run_net.py", "--cfg", "configs/Synthetic/SLOW_8x8_R18.yaml"]
-    argv = list(base)
+
+
+def run_net(overrides: dict, cfg: str = "configs/Synthetic/SLOW_8x8_R18.yaml"):
+    """``tools/run_net.py --cfg cfg`` with ``overrides`` (KEY VALUE pairs); asserts exit 0."""
+    argv = [sys.executable, "tools/run_net.py", "--cfg", cfg]
     for key, value in overrides.items():
         argv += [key, str(value)]
-    proc = _run(argv)
+    return _run(argv)
+
+
+def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
+    overrides = pgt_run_overrides(tmp_path)
+    out = overrides["OUTPUT_DIR"]
+    proc = run_net(overrides)
     assert "run summary" in proc.stdout
     log = open(os.path.join(out, "stdout.log")).read()
     assert '"_type": "train_epoch"' in log and '"_type": "val_epoch"' in log
@@ -135,7 +146,6 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
     # PG long from the trained checkpoint, steps combined by max.
     ckpt = os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")
     assert os.path.isfile(ckpt)
-    argv = list(base)
     pg = dict(overrides, **{"OUTPUT_DIR": str(tmp_path / "pg")})
     pg.update(
         {
@@ -145,9 +155,7 @@ def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
             "PGT.ENSEMBLE_METHOD": "max",
         }
     )
-    for key, value in pg.items():
-        argv += [key, str(value)]
-    _run(argv)
+    run_net(pg)
     pg_summary = json.load(open(tmp_path / "pg" / "run_summary.json"))
     cost = pg_summary["test_cost"]
     assert cost["steps"] == 3 and cost["views"] == 2
