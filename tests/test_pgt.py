@@ -74,13 +74,13 @@ def pgt_cfg(arch="slow", steps=3, cache="last", momentum=0.0, **overrides):
 
 def long_clip(cfg, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    t = cfg.DATA.NUM_FRAMES
+    t, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE
     if cfg.MODEL.ARCH == "slowfast":
         return [
-            torch.randn(batch, 3, t // 4, CROP, CROP, generator=g),
-            torch.randn(batch, 3, t, CROP, CROP, generator=g),
+            torch.randn(batch, 3, t // 4, crop, crop, generator=g),
+            torch.randn(batch, 3, t, crop, crop, generator=g),
         ]
-    return [torch.randn(batch, 3, t, CROP, CROP, generator=g)]
+    return [torch.randn(batch, 3, t, crop, crop, generator=g)]
 
 
 def models(cfg, seed=0):
@@ -154,11 +154,15 @@ class Reference:
         head = m.head
         pooled = []
         for p, x in enumerate(xs):
-            x = head._modules[f"pathway{p}_spool"](x)
+            # The head's cache holds the feature maps the head receives (the release's).
 
-            def pool1(z, mode=head._modules[f"pathway{p}_tpool"].mode):
+            def pool1(
+                z,
+                spool=head._modules[f"pathway{p}_spool"],
+                mode=head._modules[f"pathway{p}_tpool"].mode,
+            ):
                 fn = F.adaptive_avg_pool3d if mode == "avg" else F.adaptive_max_pool3d
-                return fn(z, (1, None, None))
+                return fn(spool(z), (1, None, None))
 
             if self.head_cache:
                 pooled.append(self._cached(("head", p), x, k, self.ov[p], pool1, drop=False))
@@ -175,21 +179,30 @@ def ref_steps(plain, cfg, xs):
 
 
 # ----------------------------------------------------------------------------------------- #
+# Crop 64: res5 is 2 x 2, so the head's spatial pooling is not the identity and its cache (of the
+# maps it receives, as in the release) differs from a cache of spatially pooled features for
+# `max` caches and for a spatial max pool (MODEL.FINAL_POOL [max, avg]) with momentum.
+BIG = {"DATA__TRAIN_CROP_SIZE": 64, "DATA__TEST_CROP_SIZE": 64}
+
+
 @pytest.mark.parametrize(
-    "arch,cache,momentum",
+    "arch,cache,momentum,extra",
     [
-        ("slow", "last", 0.0),
-        ("slow", "last", 0.25),
-        ("slow", "avg", 0.0),
-        ("slow", "avg", 0.25),
-        ("slow", "max", 0.25),
-        ("slowfast", "last", 0.0),
-        ("slowfast", "last", 0.25),
-        ("slowfast", "avg", 0.25),
+        ("slow", "last", 0.0, {}),
+        ("slow", "last", 0.25, {}),
+        ("slow", "avg", 0.0, {}),
+        ("slow", "avg", 0.25, {}),
+        ("slow", "max", 0.25, {}),
+        ("slow", "max", 0.25, BIG),
+        ("slow", "last", 0.25, dict(BIG, MODEL__FINAL_POOL=["max", "avg"])),
+        ("slowfast", "last", 0.0, {}),
+        ("slowfast", "last", 0.25, {}),
+        ("slowfast", "avg", 0.25, {}),
+        ("slowfast", "max", 0.0, BIG),
     ],
 )
-def test_per_step_outputs_equal_the_reference(arch, cache, momentum):
-    cfg = pgt_cfg(arch, cache=cache, momentum=momentum)
+def test_per_step_outputs_equal_the_reference(arch, cache, momentum, extra):
+    cfg = pgt_cfg(arch, cache=cache, momentum=momentum, **extra)
     pgt, plain = models(cfg)
     xs = long_clip(cfg)
     for training in (False, True):
@@ -246,7 +259,7 @@ def test_one_way_dependency(arch):
 
 @pytest.mark.parametrize("keep_graph", [False, True])
 def test_truncated_gradient(keep_graph):
-    cfg = pgt_cfg("slow", steps=3, PGT__TRUNCATE_GRAD=keep_graph)
+    cfg = pgt_cfg("slow", steps=3, PGT__TRUNCATE_GRAD=keep_graph, PGT__TRAIN_TOGETHER=True)
     pgt, _ = models(cfg)
     pgt.train()
     xs = [long_clip(cfg)[0].requires_grad_(True)]
@@ -561,8 +574,26 @@ def test_config_rejects_what_pgt_cannot_honour():
             NONLOCAL__LOCATION=[[[]], [[0]], [[]], [[]]],
             NONLOCAL__GROUP=[[1], [2], [1], [1]],
         )
+    with pytest.raises(ValueError, match="PGT.TRUNCATE_GRAD True .* PGT.TRAIN_TOGETHER False"):
+        pgt_cfg("slow", PGT__TRUNCATE_GRAD=True, PGT__TRAIN_TOGETHER=False)
     cfg = pgt_cfg("i3d", MODEL__MODEL_NAME="ResNet_nopool")
     assert build_model(cfg) is not None
+
+
+@pytest.mark.parametrize("cache", ["last", "max"])
+def test_momentum_blend_keeps_float64(cache):
+    """The cache is blended in the features' own dtype (fp32 only for fp16 / bf16 under
+    autocast): a float64 model is not rounded to fp32 at every cache."""
+    cfg = pgt_cfg("slowfast", cache=cache, momentum=0.25)
+    pgt, plain = models(cfg)
+    pgt, plain = pgt.double().eval(), plain.double().eval()
+    xs = [x.double() for x in long_clip(cfg)]
+    with torch.no_grad():
+        got = progressive_forward(pgt, xs, cfg)
+        want = ref_steps(plain, cfg, xs)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float64
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
 
 
 def test_regnet_with_caches_keeps_the_papers_params_and_gflops():

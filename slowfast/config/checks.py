@@ -69,6 +69,13 @@ def check_pgt(cfg: CfgNode) -> None:
             )
     if cfg.PGT.STEPS < 1:
         raise ValueError(f"PGT.STEPS must be >= 1, got {cfg.PGT.STEPS}")
+    if cfg.PGT.TRUNCATE_GRAD and not cfg.PGT.TRAIN_TOGETHER and cfg.PGT.STEPS > 1:
+        raise ValueError(
+            "PGT.TRUNCATE_GRAD True keeps the caches in the graph, so a step's backward reaches "
+            "the earlier steps and needs their weights as they were; PGT.TRAIN_TOGETHER False "
+            "changes the weights after every step (the release fails there with an autograd "
+            "in-place error). Set PGT.TRAIN_TOGETHER True, or PGT.TRUNCATE_GRAD False"
+        )
     for p, (t, o) in enumerate(zip(cfg.PGT.STEP_LEN, cfg.PGT.OVERLAP)):
         if not 0 <= o < t:
             raise ValueError(

@@ -1,8 +1,12 @@
 """Markov caches, attached to a built model by module type (surgery; the models know nothing).
 
 Which modules carry a cache (one per pathway each): a stem whose temporal kernel is > 1
-(``ResNetBasicStem``), every residual block (``ResBlock``, ``RegNetBottleneck``), and the
-head's temporal pooling (``TemporalPool`` under ``model.head``) when ``head`` is on. The state
+(``ResNetBasicStem``), every residual block (``ResBlock``, ``RegNetBottleneck``), and, when
+``head`` is on, the head on each pathway's feature maps as it receives them: the spatial pooling
+of a ``ResNetBasicHead`` (which pools space, then time), the ``TemporalPool`` of a RoI head
+(which pools time first). The head's cache is thus of full (C, H, W) maps, as in the release:
+with ``max`` caches, or a spatial max pool, pooling over time does not commute with pooling over
+space, so a cache taken after the spatial pooling would carry something else. The state
 of a module lives on the module object as ``module.pgt_state`` (a :class:`CacheState`: not a
 buffer, so state-dict keys are unchanged); the hooks are module-level functions.
 
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slowfast.models.head_helper import ResNetRoIHead, TemporalPool
+from slowfast.models.head_helper import ResNetBasicHead, ResNetRoIHead, TemporalPool
 from slowfast.models.regnet import RegNetBottleneck
 from slowfast.models.resnet_helper import ResBlock, ResStage
 from slowfast.models.stem_helper import ResNetBasicStem
@@ -92,8 +96,8 @@ class CacheState:
             new = F.adaptive_avg_pool3d(x, (o, None, None))
         else:
             new = F.adaptive_max_pool3d(x, (o, None, None))
-        if self.momentum > 0:  # blended in fp32, also under autocast
-            new = new.float()
+        if self.momentum > 0 and new.dtype in (torch.float16, torch.bfloat16):
+            new = new.float()  # blended in fp32 under autocast (in its own dtype otherwise)
         if not self.keep_graph:
             new = new.detach()
         return new.clone(memory_format=torch.contiguous_format)
@@ -123,7 +127,7 @@ class CacheState:
         """Replace the cache by the one computed during this step's forward."""
         new, self._pending = self._pending, None
         if self.step and self.momentum > 0 and self.cache is not None:
-            new = (1.0 - self.momentum) * new + self.momentum * self.cache.float()
+            new = (1.0 - self.momentum) * new + self.momentum * self.cache.to(new.dtype)
         self.cache = new
 
 
@@ -255,6 +259,14 @@ def _block_sequences(model: nn.Module) -> List[List[nn.Module]]:
     return chains
 
 
+def _head_input(head: nn.Module, tpool: TemporalPool, p: int) -> nn.Module:
+    """The head's module that first receives pathway ``p``'s feature maps: a basic head's
+    spatial pooling (it pools space before time), else the temporal pooling ``tpool``."""
+    if isinstance(head, ResNetBasicHead):
+        return head._modules[f"pathway{p}_spool"]
+    return tpool
+
+
 def _final_relu(block: nn.Module) -> Optional[nn.Module]:
     relu = getattr(block, "relu_final" if isinstance(block, RegNetBottleneck) else "relu", None)
     return relu if isinstance(relu, nn.ReLU) else None
@@ -277,7 +289,7 @@ def attach_markov_caches(
         overlap: ``o`` per pathway (``PGT.OVERLAP``).
         mode: ``PGT.CACHE``.
         momentum: ``PGT.CACHE_MOMENTUM``.
-        head: cache in the head's temporal pooling (``PGT.HEAD``).
+        head: a cache in the head, on each pathway's feature maps (``PGT.HEAD``).
         keep_graph: ``PGT.TRUNCATE_GRAD`` (True: gradients cross steps).
         tpool_size: per pathway, the head's temporal bins of a whole-clip evaluation
             (``PGT.TPOOL_SIZE``).
@@ -310,8 +322,10 @@ def attach_markov_caches(
             m.pgt_bins = BinsState(_per_pathway(tpool_size, p), window)
             m.register_forward_pre_hook(_bins_pre_hook)
             states.append(m.pgt_bins)
-            if head:
-                m.pgt_state = make(p, drop=False)
+            if not head:
+                continue
+            m = _head_input(head_module, m, p)
+            m.pgt_state = make(p, drop=False)
         elif isinstance(m, FuseFastToSlow):
             lateral = m.relu or m.bn or m.conv_f2s
             lateral.pgt_trim = m.pgt_trim = TrimState(_per_pathway(overlap, 0))
