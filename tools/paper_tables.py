@@ -10,7 +10,7 @@
 
 Rows (``ROWS``): Kinetics-400 main results (paper Table 3: baseline, PGT orig long, PGT PG long
 for Slow R50/R101, SlowFast R50, RegNet0.4G-3D), the RegNet0.4G-3D ablations (Tables 1 and 2),
-Charades (Table 4) and AVA (Table 5), baseline and PGT with the shipped configs. A PG-long row
+Charades and AVA (their own tables; rows named by dataset), baseline and PGT with the shipped configs. A PG-long row
 re-tests the last checkpoint of the row it names (``TRAIN.ENABLE False``,
 ``TEST.CHECKPOINT_FILE_PATH``, ``PGT.PG_EVAL True``). Charades and AVA rows fine-tune from a
 Kinetics-400 checkpoint given with ``--init ROW=CKPT`` (``.pkl``: PySlowFast's Caffe2 model zoo).
@@ -54,7 +54,8 @@ class Row:
 
     Attributes:
         id: the row's name, also its output folder under ``OUT``.
-        table: the paper's table ("3"; "1-2" for the ablations, which share two tables).
+        table: the paper's table ("3"; "1-2" for the ablations, which share two tables), or
+            the dataset ("Charades", "AVA") for rows outside the Kinetics tables 1-3.
         description: what the row is.
         config: the config file, relative to the repository.
         overrides: ``KEY VALUE`` pairs after the data paths.
@@ -77,9 +78,18 @@ class Row:
         return os.path.basename(os.path.dirname(self.config)).lower()
 
     @property
+    def label(self) -> str:
+        """ "Table 3", "Tables 1-2", or the dataset's name."""
+        if not self.table[0].isdigit():
+            return self.table
+        return f"{'Tables' if '-' in self.table else 'Table'} {self.table}"
+
+    @property
     def tables(self) -> Tuple[str, ...]:
-        """The tables the row belongs to ("1-2" -> ("1", "2"))."""
+        """The tables the row belongs to ("1-2" -> ("1", "2"); "AVA" -> ("AVA",))."""
         first, _, last = self.table.partition("-")
+        if not first.isdigit():
+            return (self.table,)
         return tuple(str(n) for n in range(int(first), int(last or first) + 1))
 
 
@@ -152,11 +162,15 @@ def _charades_ava() -> Iterable[Row]:
     for key, name, stem, k400, reference in charades:
         init = f"Kinetics-400 {k400}"
         yield Row(
-            f"charades_{key}", "4", f"{name} baseline", f"configs/Charades/{stem}.yaml", init=init
+            f"charades_{key}",
+            "Charades",
+            f"{name} baseline",
+            f"configs/Charades/{stem}.yaml",
+            init=init,
         )
         yield Row(
             f"charades_{key}_pgt",
-            "4",
+            "Charades",
             f"{name} PGT, PG long (steps combined by max)",
             f"configs/Charades/{stem}_PGT.yaml",
             init=init,
@@ -175,7 +189,7 @@ def _charades_ava() -> Iterable[Row]:
         ):
             yield Row(
                 f"ava_{key}{suffix}",
-                "5",
+                "AVA",
                 f"{name} {what}",
                 f"configs/AVA/{stem}{suffix.upper()}.yaml",
                 init=init,
@@ -200,7 +214,9 @@ def select_rows(ids: Sequence[str] = (), table: Optional[str] = None) -> List[Ro
         raise UsageError(f"unknown row(s) {', '.join(unknown)}; known rows: {', '.join(BY_ID)}")
     rows = [row for row in ROWS if not ids or row.id in ids]
     if table is not None:
-        tables = sorted({t for row in ROWS for t in row.tables}, key=int)
+        tables = sorted(
+            {t for row in ROWS for t in row.tables}, key=lambda t: (not t.isdigit(), t.zfill(3))
+        )
         if table not in tables:
             raise UsageError(f"unknown table {table}; tables: {', '.join(tables)}")
         rows = [row for row in rows if table in row.tables]
@@ -360,8 +376,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         note = f"; tests the last checkpoint of {row.retest}" if row.retest else ""
         if row.init:
             note += f"; <init>: a {row.init} checkpoint"
-        tables = "Tables" if "-" in row.table else "Table"
-        print(f"# {row.id} ({tables} {row.table}): {row.description}{note}")
+        print(f"# {row.id} ({row.label}): {row.description}{note}")
         print(shell_join(command(row, data.get(row.dataset), args.out, ckpt)))
     return 0
 
@@ -478,7 +493,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         os.makedirs(row_dir, exist_ok=True)
         log = os.path.join(row_dir, LOG_FILE)
-        print(f"run  {row.id} (Table {row.table}: {row.description}); log {log}", flush=True)
+        print(f"run  {row.id} ({row.label}: {row.description}); log {log}", flush=True)
         start = time.time()
         with open(log, "a") as f:
             f.write(f"$ {shell_join(argv)}\n")
@@ -561,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def selection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--table", help="only the rows of this paper table (1..5)")
+        p.add_argument("--table", help="only the rows of this table (1, 2, 3, Charades or AVA)")
         p.add_argument("--rows", nargs="+", metavar="ID", help="only these rows")
 
     p = sub.add_parser("list", help="print each row's command")
