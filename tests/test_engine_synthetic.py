@@ -3,11 +3,8 @@
 import json
 import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from small_run import SMALL_RUN, run_net
 
 
 def test_run_net_trains_and_tests_on_synthetic_videos(tmp_path):
@@ -30,26 +27,11 @@ def test_run_net_trains_and_tests_on_synthetic_videos(tmp_path):
         "OUTPUT_DIR": out,
         "MODEL.NUM_CLASSES": 2,
         "DATA.NUM_FRAMES": 4,
-        "DATA.SAMPLING_RATE": 2,
-        "DATA.TRAIN_JITTER_SCALES": "[32, 40]",
-        "DATA.TRAIN_CROP_SIZE": 32,
-        "DATA.TEST_CROP_SIZE": 32,
-        "TRAIN.BATCH_SIZE": 2,
-        "TEST.BATCH_SIZE": 2,
-        "TEST.NUM_ENSEMBLE_VIEWS": 2,
-        "TEST.NUM_SPATIAL_CROPS": 1,
         "TEST.SAVE_RESULTS_PATH": "preds.pyth",
-        "SOLVER.MAX_EPOCH": 1,
-        "SOLVER.WARMUP_EPOCHS": 0.5,
         "BN.NUM_BATCHES_PRECISE": 1,
-        "DATA_LOADER.NUM_WORKERS": 0,
-        "LOG_MODEL_INFO": False,
+        **SMALL_RUN,
     }
-    argv = [sys.executable, "tools/run_net.py", "--cfg", "configs/Synthetic/SLOW_8x8_R18.yaml"]
-    for key, value in overrides.items():
-        argv += [key, str(value)]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_net(overrides, timeout=120)
     assert "run summary" in proc.stdout
     log = open(os.path.join(out, "stdout.log")).read()
     assert '"_type": "train_epoch"' in log and '"_type": "val_epoch"' in log

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from small_run import SMALL_RUN, as_opts
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "paper_tables.py"
@@ -34,20 +35,9 @@ TINY = {
     "PGT.STEP_LEN": "[4]",
     "PGT.STEPS": 2,
     "DATA.NUM_FRAMES": 7,
-    "DATA.SAMPLING_RATE": 2,
-    "DATA.TRAIN_JITTER_SCALES": "[32,40]",
-    "DATA.TRAIN_CROP_SIZE": 32,
-    "DATA.TEST_CROP_SIZE": 32,
-    "TRAIN.BATCH_SIZE": 2,
-    "TEST.BATCH_SIZE": 2,
-    "TEST.NUM_ENSEMBLE_VIEWS": 2,
-    "TEST.NUM_SPATIAL_CROPS": 1,
-    "SOLVER.MAX_EPOCH": 1,
-    "SOLVER.WARMUP_EPOCHS": 0.5,
     "BN.USE_PRECISE_STATS": False,
-    "DATA_LOADER.NUM_WORKERS": 0,
     "DATA_LOADER.PIN_MEMORY": False,
-    "LOG_MODEL_INFO": False,
+    **SMALL_RUN,
 }
 ROWS = ["k400_slow_r50", "k400_slow_r50_pgt", "k400_slow_r50_pgt_pglong"]
 
@@ -148,7 +138,7 @@ def test_run_collect_resume_and_a_failing_row(tmp_path):
         height=40,
     )
     out = tmp_path / "out"
-    overrides = [str(x) for kv in TINY.items() for x in kv] + ["DATA.PATH_PREFIX", str(data)]
+    overrides = as_opts(TINY) + ["DATA.PATH_PREFIX", str(data)]
     run = ["run", "--data", data, "--out", out, "--rows", *ROWS, *overrides]
 
     # The baseline and the PGT row fail (run_net cannot open its log): both are reported with

@@ -187,7 +187,8 @@ def test_bf16_autocast_needs_no_scaler():
 
 
 def test_run_net_with_pgt_and_amp_on_one_gpu(tmp_path):
-    from test_pgt_engine import pgt_run_overrides, run_net
+    from small_run import run_net
+    from test_pgt_engine import pgt_run_overrides
 
     overrides = pgt_run_overrides(tmp_path)
     overrides.update({"NUM_GPUS": 1, "TRAIN.MIXED_PRECISION": True})

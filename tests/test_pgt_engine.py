@@ -4,15 +4,13 @@ end to end on synthetic videos with both inference modes."""
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-REPO = Path(__file__).resolve().parents[1]
+from small_run import SMALL_RUN, run_net
 
 
 def _free_port() -> int:
@@ -68,12 +66,6 @@ def test_ddp_one_all_reduce_per_clip_and_identical_weights(tmp_path, together):
         torch.testing.assert_close(r1["params"][k], v, rtol=0, atol=0, msg=k)
 
 
-def _run(argv, timeout=300):
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 def pgt_run_overrides(tmp_path) -> dict:
     """A tiny synthetic Kinetics folder under ``tmp_path`` and the run_net overrides that train
     SLOW_8x8_R18 on it with PGT (3 steps of 4 frames, momentum 0.25, DPR-A) for one epoch and
@@ -103,28 +95,9 @@ def pgt_run_overrides(tmp_path) -> dict:
         "PGT.CACHE_MOMENTUM": 0.25,
         "PGT.DPR": "A",  # training only: the test runs the configured steps
         "DATA.NUM_FRAMES": 10,
-        "DATA.SAMPLING_RATE": 2,
-        "DATA.TRAIN_JITTER_SCALES": "[32, 40]",
-        "DATA.TRAIN_CROP_SIZE": 32,
-        "DATA.TEST_CROP_SIZE": 32,
-        "TRAIN.BATCH_SIZE": 2,
-        "TEST.BATCH_SIZE": 2,
-        "TEST.NUM_ENSEMBLE_VIEWS": 2,
-        "TEST.NUM_SPATIAL_CROPS": 1,
-        "SOLVER.MAX_EPOCH": 1,
-        "SOLVER.WARMUP_EPOCHS": 0.5,
         "BN.NUM_BATCHES_PRECISE": 1,
-        "DATA_LOADER.NUM_WORKERS": 0,
-        "LOG_MODEL_INFO": False,
+        **SMALL_RUN,
     }
-
-
-def run_net(overrides: dict, cfg: str = "configs/Synthetic/SLOW_8x8_R18.yaml"):
-    """``tools/run_net.py --cfg cfg`` with ``overrides`` (KEY VALUE pairs); asserts exit 0."""
-    argv = [sys.executable, "tools/run_net.py", "--cfg", cfg]
-    for key, value in overrides.items():
-        argv += [key, str(value)]
-    return _run(argv)
 
 
 def test_run_net_trains_with_pgt_and_tests_both_inference_modes(tmp_path):
