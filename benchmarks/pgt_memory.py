@@ -278,7 +278,12 @@ def main(argv=None) -> int:
     p.add_argument("--crop", type=int, nargs="+", help="crop sizes (default 128; 128 224 on CUDA)")
     p.add_argument("--repeats", type=int, help="timed iterations after the warm-up (2; CUDA 10)")
     p.add_argument("--rounds", type=int, help="runs of the modes, best time (3; CUDA 1)")
-    p.add_argument("--amp", action="store_true", help="also clip8 and PGT with MIXED_PRECISION")
+    p.add_argument(
+        "--amp",
+        action="store_true",
+        help="also clip8 and PGT with MIXED_PRECISION (for GPUs: bfloat16 autocast on a CPU "
+        "without bf16 instructions runs some 40x slower than float32)",
+    )
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--tiny", action="store_true", help="WIDTH_PER_GROUP 8, crop 64 (smoke run)")
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even with CUDA")
