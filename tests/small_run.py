@@ -1,5 +1,5 @@
-"""What the end-to-end tests share to run ``tools/run_net.py`` as a user would, small: the
-overrides of a 1-epoch run on 32 px crops of a synthetic folder, and the call itself."""
+"""What the end-to-end tests share to run ``tools/run_net.py`` as a user would, small: a
+synthetic Kinetics folder, the overrides of a 1-epoch run on 32 px crops of it, and the call."""
 
 from __future__ import annotations
 
@@ -26,6 +26,23 @@ SMALL_RUN: Dict[str, Any] = {
     "DATA_LOADER.NUM_WORKERS": 0,
     "LOG_MODEL_INFO": False,
 }
+
+
+def make_small_kinetics(root: str, num_frames: int = 30) -> str:
+    """A synthetic Kinetics folder at ``root``: 2 classes, 2 training videos and 1 val / test
+    video per class, 40 x 40 pixels, ``num_frames`` frames each; returns ``root``."""
+    from slowfast.datasets.synthetic import make_kinetics_dataset
+
+    make_kinetics_dataset(
+        root,
+        num_classes=2,
+        videos_per_class=2,
+        eval_videos_per_class=1,
+        num_frames=num_frames,
+        width=40,
+        height=40,
+    )
+    return root
 
 
 def as_opts(overrides: Dict[str, Any]) -> list:

@@ -4,22 +4,12 @@ import json
 import os
 import pickle
 
-from small_run import SMALL_RUN, run_net
+from small_run import SMALL_RUN, make_small_kinetics, run_net
 
 
 def test_run_net_trains_and_tests_on_synthetic_videos(tmp_path):
-    from slowfast.datasets.synthetic import make_kinetics_dataset
 
-    data = str(tmp_path / "data")
-    make_kinetics_dataset(
-        data,
-        num_classes=2,
-        videos_per_class=2,
-        eval_videos_per_class=1,
-        num_frames=24,
-        width=40,
-        height=40,
-    )
+    data = make_small_kinetics(str(tmp_path / "data"), num_frames=24)
     out = str(tmp_path / "out")
     overrides = {
         "DATA.PATH_TO_DATA_DIR": data,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from small_run import SMALL_RUN, as_opts
+from small_run import SMALL_RUN, as_opts, make_small_kinetics
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "paper_tables.py"
@@ -125,18 +125,8 @@ def _break_row(row_dir: Path) -> Path:
 
 
 def test_run_collect_resume_and_a_failing_row(tmp_path):
-    from slowfast.datasets.synthetic import make_kinetics_dataset
-
     data = tmp_path / "data"
-    make_kinetics_dataset(
-        str(data),
-        num_classes=2,
-        videos_per_class=2,
-        eval_videos_per_class=1,
-        num_frames=30,
-        width=40,
-        height=40,
-    )
+    make_small_kinetics(str(data))
     out = tmp_path / "out"
     overrides = as_opts(TINY) + ["DATA.PATH_PREFIX", str(data)]
     run = ["run", "--data", data, "--out", out, "--rows", *ROWS, *overrides]

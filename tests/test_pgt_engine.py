@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from small_run import SMALL_RUN, run_net
+from small_run import SMALL_RUN, make_small_kinetics, run_net
 
 
 def _free_port() -> int:
@@ -70,18 +70,7 @@ def pgt_run_overrides(tmp_path) -> dict:
     """A tiny synthetic Kinetics folder under ``tmp_path`` and the run_net overrides that train
     SLOW_8x8_R18 on it with PGT (3 steps of 4 frames, momentum 0.25, DPR-A) for one epoch and
     test it with 2 views (orig long)."""
-    from slowfast.datasets.synthetic import make_kinetics_dataset
-
-    data = str(tmp_path / "data")
-    make_kinetics_dataset(
-        data,
-        num_classes=2,
-        videos_per_class=2,
-        eval_videos_per_class=1,
-        num_frames=30,
-        width=40,
-        height=40,
-    )
+    data = make_small_kinetics(str(tmp_path / "data"))
     return {
         "DATA.PATH_TO_DATA_DIR": data,
         "DATA.PATH_PREFIX": data,
