@@ -521,11 +521,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def result_cells(row: Row, summary: Optional[dict]) -> List[str]:
-    """[result, test cost, params] of a row's run summary."""
+    """[result, test cost] of a row's run summary."""
     if summary is None:
-        return ["not run", "", ""]
+        return ["not run", ""]
     if not has_test_result(summary):
-        return ["no test result", "", ""]
+        return ["no test result", ""]
     if summary.get("test_map") is not None:
         result = f"mAP {100.0 * summary['test_map']:.2f}"
     else:
@@ -535,12 +535,11 @@ def result_cells(row: Row, summary: Optional[dict]) -> List[str]:
     cost_text = ""
     if cost.get("gflops") is not None:
         cost_text = f"{cost['gflops']:.2f} x {cost['steps']} x {cost['views']}"
-    params = summary.get("params")
-    return [result, cost_text, f"{params:,}" if isinstance(params, int) else ""]
+    return [result, cost_text]
 
 
 def collect_table(rows: Sequence[Row], out: str) -> Tuple[List[str], List[List[str]]]:
-    header = ["row", "table", "top-1 / top-5 or mAP (%)", "test GFLOPs x P x views", "params"]
+    header = ["row", "table", "top-1 / top-5 or mAP (%)", "test GFLOPs x P x views"]
     header.append(REFERENCE_SOURCE)
     body = []
     for row in rows:
