@@ -89,8 +89,12 @@ SchedulerType=sched/backfill
 SlurmdParameters=config_overrides
 ReturnToService=2
 JobRequeue=1
-# a requeued job may start again after cred_expire seconds (default 120)
-AuthInfo=cred_expire=20
+# a requeued job may start again after cred_expire seconds (default 120; it also bounds the
+# time a job step's launch may take, so not less) ...
+AuthInfo=cred_expire=10
+# ... and starts at the main scheduling loop's next pass after that (every 60 s by default; the
+# job's pending reason BeginTime is only cleared there)
+SchedulerParameters=bf_interval=1,sched_interval=2
 KillWait=5
 MinJobAge=600
 InactiveLimit=0

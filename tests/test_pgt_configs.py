@@ -153,6 +153,16 @@ def test_release_pgt_keys(tmp_path):
     assert cfg.PGT.NL_NORM == "batchnorm"
 
 
+def test_release_progressive_nonlocal_is_rejected_where_it_would_change_the_model(repo_root):
+    nl = ["NONLOCAL.LOCATION", [[[]], [[]], [[1, 3]], [[]]], "NONLOCAL.GROUP", [[1]] * 4]
+    assert _load(repo_root, "SLOW_8x8_R50_PGT", nl).NONLOCAL.PROGRESS is False  # within the step
+    with pytest.raises(ValueError, match=r"NONLOCAL\.PROGRESS True .*attend within the step"):
+        _load(repo_root, "SLOW_8x8_R50_PGT", nl + ["NONLOCAL.PROGRESS", True])
+    # no non-local block: the key builds nothing and loads (logged as without effect)
+    cfg = _load(repo_root, "SLOW_8x8_R50_PGT", ["NONLOCAL.PROGRESS", True])
+    assert cfg.NONLOCAL.PROGRESS is True
+
+
 def test_release_kinetics_pgt_config_loads(shared_dir):
     path = shared_dir / "compat/pgt_configs/Kinetics/SLOW_PROG_36x8_R50.yaml"
     cfg = load_config(parse_args(["--cfg", str(path), "PGT.NL_NORM", "batchnorm"]))

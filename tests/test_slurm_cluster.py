@@ -7,7 +7,8 @@ as two local processes (--num_shards 2 over tcp://127.0.0.1, gloo): the same ran
 float operations in the same order, one thread each, so max |dw| is 0, not a tolerance.
 Pre-emption: a 3-epoch job of each kind gets `scancel --signal=USR2` after its first epoch's
 checkpoint, requeues itself (Restarts=1), resumes from its mid-epoch checkpoint and ends with the
-weights of the uninterrupted run (about 60 s each, most of it SLURM holding the requeued job).
+weights of the uninterrupted run (about 35 s each; SLURM holds the requeued job for
+scripts/slurm_local.sh's cred_expire of 10 s, a default cluster for 120 s).
 Skipped, with the reason, where no cluster with 2 idle nodes answers `sinfo`. The job folders
 are under pytest's tmp_path: on a real cluster they must be visible from the nodes.
 """

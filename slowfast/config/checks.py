@@ -168,6 +168,15 @@ def check_model(cfg: CfgNode) -> None:
         )
     if cfg.RESNET.STEM_FUNC not in ("resnet_stem",):
         raise ValueError(f"RESNET.STEM_FUNC must be 'resnet_stem', got {cfg.RESNET.STEM_FUNC!r}")
+    if cfg.NONLOCAL.PROGRESS and any(any(stage) for stage in cfg.NONLOCAL.LOCATION):
+        # The release swaps every non-local block for its ProgressNL: from step 1 on, keys and
+        # values are the previous step's features; normed by PGT.NL_NORM. A different model,
+        # which no release config builds. Without non-local blocks the key is inert.
+        raise ValueError(
+            "NONLOCAL.PROGRESS True (the PGT release's progressive non-local block) is not "
+            "supported: non-local blocks here attend within the step (NONLOCAL.LOCATION "
+            f"{[list(s) for s in cfg.NONLOCAL.LOCATION]}); set NONLOCAL.PROGRESS False"
+        )
 
 
 def check_data_and_solver(cfg: CfgNode) -> None:
