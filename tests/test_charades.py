@@ -506,10 +506,10 @@ PGT_TINY += ["DATA.SAMPLING_RATE", "4"]
 @pytest.mark.parametrize(
     "cfg_name, extra",
     [
-        # about 360 SGD steps: the clip model needs them to learn the shapes
-        ("CHARADES_SLOW", ["SOLVER.MAX_EPOCH", "60"]),
-        # 3 supervised steps per clip: half the epochs suffice
-        ("CHARADES_SLOW_PGT", ["SOLVER.MAX_EPOCH", "30", *PGT_TINY]),
+        # 240 SGD steps (test mAP 0.84-0.87 against a chance of 0.53 with RNG_SEED 0, 1, 2)
+        ("CHARADES_SLOW", ["SOLVER.MAX_EPOCH", "40"]),
+        # 3 supervised steps per clip: half the epochs suffice (0.82-0.97 with seeds 0-2)
+        ("CHARADES_SLOW_PGT", ["SOLVER.MAX_EPOCH", "20", *PGT_TINY]),
     ],
     ids=["clip", "pgt"],
 )
