@@ -20,14 +20,23 @@ counted once, by data_ptr; parameter storages and the input clip's storage left 
 is data, not activation); for PGT the peak over the steps of the bytes packed during one step's
 forward (each step's graph is freed by its backward). Also the peak RSS growth over the first
 (warm-up) iteration (ru_maxrss), the wall time of one iteration (best of --repeats after the
-warm-up, and best over --rounds runs of the three modes, so that a busy moment of a shared
-machine does not decide a ratio), and on CUDA the torch.cuda.max_memory_allocated growth.
+warm-up, best over --rounds runs of the three modes), and on CUDA the
+torch.cuda.max_memory_allocated growth.
+
+The time ratio is measured side by side (``--mode paired``, one more process): a clip8 and a
+PGT model, optimizer and input in one process, then --pairs times five clip8 iterations and one
+PGT iteration back to back, in alternating order; each pair gives a ratio, and the median of
+the pairs is the figure. Times of separate processes drift with the load of a shared machine
+(PGT's best per round ranged 4.7-6.5 s against a steady clip8 on one 2-core machine); a pair
+shares its moment.
+
 The parent prints the table and the ratios activations PGT / clip8 (goal <= 1.05),
 clip36 / PGT (goal >= 4.0) and PGT time / (5 x clip8 time) (goal <= 0.93), with PASS/FAIL;
 with --amp the speed-ups fp32 / AMP time of clip8 and PGT (figures, no goal); exit 0 unless
---strict. On CUDA the defaults are crops 128 and 224, 1 round of 10 timed iterations.
+--strict. On CUDA the defaults are crops 128 and 224, 1 round of 10 timed iterations, 10 pairs.
 
-    python benchmarks/pgt_memory.py [--crop 128 [224]] [--repeats 2] [--rounds 3] [--amp] [--tiny] [--strict]
+    python benchmarks/pgt_memory.py [--crop 128 [224]] [--repeats 2] [--rounds 3] [--pairs 6]
+                                    [--amp] [--tiny] [--strict]
 """
 
 import argparse
@@ -103,7 +112,8 @@ class SavedBytes:
         return [sum(b.values()) for b in self.buckets]
 
 
-def measure(args) -> dict:
+def setup(mode: str, args, cuda: bool) -> dict:
+    """Model, optimizer, input and one training iteration of ``mode``, as training runs it."""
     import torch
 
     from slowfast.engine.steps import ClipStepRunner
@@ -111,10 +121,7 @@ def measure(args) -> dict:
     from slowfast.models.losses import get_loss_func
     from slowfast.models.optimizer import construct_optimizer
 
-    cuda = torch.cuda.is_available() and not args.cpu
-    cfg = build_cfg(args.mode, args.crop, args.tiny, cuda)
-    if not cuda and args.threads:
-        torch.set_num_threads(args.threads)
+    cfg = build_cfg(mode, args.crop, args.tiny, cuda)
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
@@ -125,6 +132,10 @@ def measure(args) -> dict:
     shape = (1, 3, cfg.DATA.NUM_FRAMES, args.crop, args.crop)
     inputs = [torch.randn(shape, generator=g).to(device)]
     labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (1,), generator=g).to(device)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     opt_times = []  # clip modes: the optimizer step's share of an iteration
     if cfg.PGT.ENABLE:
@@ -151,9 +162,23 @@ def measure(args) -> dict:
             opt_times.append(time.perf_counter() - opt_start)
             return preds.detach(), loss.detach()
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
+    return dict(
+        cfg=cfg, model=model, inputs=inputs, runner=runner, iteration=iteration, sync=sync,
+        opt_times=opt_times,
+    )  # fmt: skip
+
+
+def measure(args) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available() and not args.cpu
+    if not cuda and args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mode == "paired":
+        return measure_paired(args, cuda)
+    run = setup(args.mode, args, cuda)
+    cfg, model, inputs, runner = run["cfg"], run["model"], run["inputs"], run["runner"]
+    iteration, sync, opt_times = run["iteration"], run["sync"], run["opt_times"]
 
     skip = [p.untyped_storage().data_ptr() for p in model.parameters()]
     skip += [x.untyped_storage().data_ptr() for x in inputs]
@@ -202,9 +227,43 @@ def measure(args) -> dict:
     return result
 
 
+def measure_paired(args, cuda: bool) -> dict:
+    """The time ratio side by side in one process: ``--pairs`` times, five clip8 iterations and
+    one PGT iteration back to back (in alternating order, so that a slow spell of a shared
+    machine or a drift hits both), each pair giving its own ratio."""
+    import torch
+
+    clip, pgt = setup("clip8", args, cuda), setup("pgt", args, cuda)
+
+    def timed(run, n):
+        run["sync"]()
+        start = time.perf_counter()
+        for _ in range(n):
+            run["iteration"]()
+        run["sync"]()
+        return time.perf_counter() - start
+
+    timed(clip, 1), timed(pgt, 1)  # warm-up
+    pairs = []
+    for i in range(args.pairs):
+        if i % 2:
+            t_pgt, t_clip = timed(pgt, 1), timed(clip, 5)
+        else:
+            t_clip, t_pgt = timed(clip, 5), timed(pgt, 1)
+        pairs.append({"pgt_s": t_pgt, "clip8x5_s": t_clip, "ratio": t_pgt / t_clip})
+    return {
+        "mode": "paired",
+        "crop": args.crop,
+        "pairs": pairs,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
 def run_child(mode: str, crop: int, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--json"]
     cmd += ["--crop", str(crop), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    cmd += ["--pairs", str(args.pairs)]
     cmd += ["--tiny"] if args.tiny else []
     cmd += ["--cpu"] if args.cpu else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -214,7 +273,13 @@ def run_child(mode: str, crop: int, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def report(crop: int, results: dict) -> dict:
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def report(crop: int, results: dict, paired: dict) -> dict:
     cuda = "cuda_peak_bytes" in results["clip8"]
     head = "| mode | frames | forwards | activations MiB | peak RSS growth MiB |"
     head += " CUDA peak MiB |" if cuda else ""
@@ -232,10 +297,13 @@ def report(crop: int, results: dict) -> dict:
     steps = results["pgt"]["activation_bytes_per_forward"]
     print("PGT activations per step MiB: " + ", ".join(f"{b / MIB:.1f}" for b in steps))
     act = {m: results[m]["activation_bytes"] for m in MODES}
+    pair_ratios = [pair["ratio"] for pair in paired["pairs"]]
     ratios = {
         "act_pgt_clip8": act["pgt"] / act["clip8"],
         "act_clip36_pgt": act["clip36"] / act["pgt"],
-        "time_pgt_5clip8": results["pgt"]["time_s"] / (5 * results["clip8"]["time_s"]),
+        "time_pgt_5clip8": median(pair_ratios),
+        "time_pgt_5clip8_pairs": pair_ratios,
+        "time_pgt_5clip8_separate": results["pgt"]["time_s"] / (5 * results["clip8"]["time_s"]),
     }
     if cuda:
         cp = {m: results[m]["cuda_peak_bytes"] for m in MODES}
@@ -247,6 +315,12 @@ def report(crop: int, results: dict) -> dict:
     print(
         f"clip8: optimizer step {opt:.3f}s of {c8:.2f}s; 5 clip8 iterations sharing one "
         f"optimizer step would take {(5 * (c8 - opt) + opt) / (5 * c8):.3f} x 5 clip8"
+    )
+    print(
+        f"time PGT / (5 x clip8) in {len(pair_ratios)} pairs in one process: "
+        + ", ".join(f"{r:.3f}" for r in pair_ratios)
+        + f" (median {ratios['time_pgt_5clip8']:.3f}); from the separate processes' best times "
+        f"{ratios['time_pgt_5clip8_separate']:.3f}"
     )
     ok = True
     for name, key, op, goal in GOALS:
@@ -273,11 +347,16 @@ def report(crop: int, results: dict) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--mode", choices=MODES + AMP_MODES, help="measure one mode in this process")
+    p.add_argument(
+        "--mode", choices=MODES + AMP_MODES + ("paired",), help="measure one mode in this process"
+    )
     p.add_argument("--json", action="store_true", help="print the mode's result as JSON")
     p.add_argument("--crop", type=int, nargs="+", help="crop sizes (default 128; 128 224 on CUDA)")
     p.add_argument("--repeats", type=int, help="timed iterations after the warm-up (2; CUDA 10)")
     p.add_argument("--rounds", type=int, help="runs of the modes, best time (3; CUDA 1)")
+    p.add_argument(
+        "--pairs", type=int, help="paired timings, 5 clip8 + 1 PGT iterations (6; CUDA 10)"
+    )
     p.add_argument(
         "--amp",
         action="store_true",
@@ -293,6 +372,7 @@ def main(argv=None) -> int:
 
     if args.mode:
         args.repeats = args.repeats or 2
+        args.pairs = args.pairs or 6
         args.crop = (args.crop or [64 if args.tiny else 128])[0]
         result = measure(args)
         print(json.dumps(result) if args.json else result)
@@ -306,6 +386,7 @@ def main(argv=None) -> int:
     # A GPU's iteration times are steady over repeats; a shared CPU's need rounds.
     args.repeats = args.repeats or (10 if cuda else 2)
     args.rounds = args.rounds or (1 if cuda else 3)
+    args.pairs = args.pairs or (10 if cuda else 6)
     modes = MODES + (AMP_MODES if args.amp else ())
     print(f"Slow R50{' (tiny: WIDTH_PER_GROUP 8)' if args.tiny else ''}, batch 1, "
           f"PGT STEP_LEN 8 OVERLAP 1 STEPS 5 (36 frames), {os.cpu_count()} CPUs, "
@@ -325,7 +406,12 @@ def main(argv=None) -> int:
                         if key in r:
                             r[key] = min(r[key], results[mode][key])
                 results[mode] = r
-        summaries.append(report(crop, results))
+        t0 = time.perf_counter()
+        paired = run_child("paired", crop, args)
+        print(f"  {args.pairs} paired timings crop {crop}: median PGT / (5 x clip8) "
+              f"{median([p['ratio'] for p in paired['pairs']]):.3f} "
+              f"({time.perf_counter() - t0:.1f}s in all)", flush=True)  # fmt: skip
+        summaries.append(report(crop, results, paired))
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summaries, f, indent=1)

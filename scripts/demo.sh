@@ -32,7 +32,7 @@ for model in LONG_RANGE_CLIP LONG_RANGE_PGT; do
 done
 
 echo "[demo] activation memory of one training iteration (benchmarks/pgt_memory.py --crop 64)"
-"$PY" benchmarks/pgt_memory.py --crop 64 --repeats 1 --rounds 1 \
+"$PY" benchmarks/pgt_memory.py --crop 64 --repeats 1 --rounds 1 --pairs 1 \
   --summary "$DEMO_DIR/memory.json" > "$DEMO_DIR/memory.log" 2>&1 \
   || { tail -n 40 "$DEMO_DIR/memory.log"; exit 1; }
 
