@@ -6,7 +6,8 @@
 # epochs, tests both, measures the activation memory of one training iteration of a full-width
 # Slow R50 (PGT vs the plain 36-frame clip and vs an 8-frame clip), and prints it all next to
 # chance. Idempotent: every run starts from a fresh dataset and fresh output folders under
-# $DEMO_DIR (default output/demo). Needs no GPU; about 5 minutes on 2 CPU cores.
+# $DEMO_DIR (default output/demo). Needs no GPU; about 5 minutes on 2 CPU cores (11 on a slow
+# one). DEMO_EPOCHS (12) and DEMO_VIDEOS_PER_CLASS (256 training videos a class) size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -14,13 +15,14 @@ PY=${PYTHON:-python3}
 DEMO_DIR=${DEMO_DIR:-output/demo}
 DATA="$DEMO_DIR/data"
 EPOCHS=${DEMO_EPOCHS:-12}
+VIDEOS=${DEMO_VIDEOS_PER_CLASS:-256}
 start=$(date +%s)
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 echo "[demo] writing the long-range synthetic dataset to $DATA"
 "$PY" tools/make_synthetic_dataset.py --out "$DATA" --task long_range --num-frames 36 \
-  --sampling-rate 2 --gap 10 --width 20 --height 20 --videos-per-class 256 \
+  --sampling-rate 2 --gap 10 --width 20 --height 20 --videos-per-class "$VIDEOS" \
   --eval-videos-per-class 64 --seed 0 > "$DEMO_DIR/data.log"
 
 for model in LONG_RANGE_CLIP LONG_RANGE_PGT; do

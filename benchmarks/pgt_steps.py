@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Per-step test accuracy of a trained PGT model: batch norm's running statistics vs batch ones.
+
+PG long scores every step of a test clip with the eval-mode network, whose batch norms use the
+running statistics (those of precise BN, when BN.USE_PRECISE_STATS). Training normalised each
+step with its own batch's statistics. Where the steps' features differ in distribution (a
+``max`` cache accumulates the largest activations step after step), one set of running
+statistics fits some steps and not others. This script measures it on a finished run_net run:
+it loads ``OUTPUT_DIR/config.yaml`` and the newest checkpoint, runs the test split step by step
+(``slowfast.pgt.progressive_forward``) twice, side by side:
+
+  running : the model in eval mode (what run_net's PG-long test computes);
+  batch   : the same, but every batch norm normalising with the statistics of the batch of
+            the step being run (train-mode batch norm with momentum 0: running statistics
+            unchanged), on shuffled batches of TRAIN.BATCH_SIZE clips, as in training;
+
+and prints the top-1 of each step and of the steps combined (PGT.ENSEMBLE_METHOD). Single-label
+datasets (Kinetics format), one view per video.
+
+    python benchmarks/pgt_steps.py --run output/demo/LONG_RANGE_PGT [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def load(run: str, data: str | None):
+    from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
+    from slowfast.models import build_model
+    from slowfast.utils import checkpoint as cu
+
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(run, "config.yaml"))
+    cfg.NUM_GPUS = 0
+    if data:
+        cfg.DATA.PATH_TO_DATA_DIR = cfg.DATA.PATH_PREFIX = data
+    cfg = assert_and_infer_cfg(cfg)
+    if not cfg.PGT.ENABLE:
+        raise SystemExit(f"{run}/config.yaml: PGT.ENABLE is off; this script is for PGT runs")
+    ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "checkpoint_epoch_*.pyth")))
+    if not ckpts:
+        raise SystemExit(f"no checkpoint_epoch_*.pyth in {run}/checkpoints")
+    model = build_model(cfg)
+    cu.load_checkpoint(ckpts[-1], model)
+    return cfg, model, ckpts[-1]
+
+
+def accuracy(cfg, model, batch_stats: bool) -> dict:
+    from slowfast.datasets import build_dataset
+    from slowfast.pgt import progressive_forward
+
+    model.eval()
+    if batch_stats:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.train()
+                m.momentum = 0.0  # normalise with the batch's statistics, keep the running ones
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test")
+    size = cfg.TRAIN.BATCH_SIZE if batch_stats else cfg.TEST.BATCH_SIZE
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=size,
+        shuffle=batch_stats,  # a test list is often sorted by class: mixed batches, as trained
+        generator=torch.Generator().manual_seed(0),
+        num_workers=0,
+    )
+    correct, combined, n = None, 0, 0
+    with torch.no_grad():
+        for batch in loader:
+            inputs, labels = batch[0], batch[1]
+            inputs = inputs if isinstance(inputs, list) else [inputs]
+            outs = progressive_forward(model, inputs, cfg)
+            hits = torch.tensor([int((o.argmax(1) == labels).sum()) for o in outs])
+            correct = hits if correct is None else correct + hits
+            stacked = torch.stack(outs)
+            joint = stacked.sum(0) if cfg.PGT.ENSEMBLE_METHOD == "sum" else stacked.max(0).values
+            combined += int((joint.argmax(1) == labels).sum())
+            n += len(labels)
+    return {
+        "videos": n,
+        "per_step": [100.0 * c / n for c in correct.tolist()],
+        "combined": 100.0 * combined / n,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--run", required=True, help="a run_net OUTPUT_DIR of a PGT run")
+    p.add_argument("--data", default=None, help="dataset folder (default: the run's)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg, model, ckpt = load(args.run, args.data)
+    results = {}
+    for mode in ("running", "batch"):
+        torch.manual_seed(0)
+        results[mode] = accuracy(cfg, model, batch_stats=mode == "batch")
+    steps = len(results["running"]["per_step"])
+    print(f"{ckpt}: PGT {list(cfg.PGT.STEP_LEN)} x {steps} steps, cache {cfg.PGT.CACHE}, "
+          f"{results['running']['videos']} test videos, one view each")  # fmt: skip
+    head = " | ".join(f"step {k}" for k in range(steps))
+    print(f"| batch-norm statistics | {head} | steps combined ({cfg.PGT.ENSEMBLE_METHOD}) |")
+    print("| --- " * (steps + 2) + "|")
+    for mode, r in results.items():
+        cells = " | ".join(f"{a:.2f}" for a in r["per_step"])
+        print(f"| {mode} | {cells} | {r['combined']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
