@@ -46,6 +46,11 @@ def load(run: str, data: str | None):
     cfg = assert_and_infer_cfg(cfg)
     if not cfg.PGT.ENABLE:
         raise SystemExit(f"{run}/config.yaml: PGT.ENABLE is off; this script is for PGT runs")
+    if cfg.DETECTION.ENABLE or cfg.DATA.MULTI_LABEL:
+        raise SystemExit(
+            f"{run}/config.yaml: DETECTION.ENABLE / DATA.MULTI_LABEL: this script scores "
+            "single-label top-1 (Kinetics-format datasets)"
+        )
     ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "checkpoint_epoch_*.pyth")))
     if not ckpts:
         raise SystemExit(f"no checkpoint_epoch_*.pyth in {run}/checkpoints")
