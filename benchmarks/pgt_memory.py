@@ -46,6 +46,7 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median
 
 MODES = ("clip8", "pgt", "clip36")
 AMP_MODES = ("clip8_amp", "pgt_amp")
@@ -243,7 +244,8 @@ def measure_paired(args, cuda: bool) -> dict:
         run["sync"]()
         return time.perf_counter() - start
 
-    timed(clip, 1), timed(pgt, 1)  # warm-up
+    timed(clip, 1)  # warm-up
+    timed(pgt, 1)
     pairs = []
     for i in range(args.pairs):
         if i % 2:
@@ -271,12 +273,6 @@ def run_child(mode: str, crop: int, args) -> dict:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"mode {mode} crop {crop} failed (exit {proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def report(crop: int, results: dict, paired: dict) -> dict:
