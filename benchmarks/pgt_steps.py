@@ -23,7 +23,6 @@ datasets (Kinetics format), one view per video.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
@@ -51,12 +50,12 @@ def load(run: str, data: str | None):
             f"{run}/config.yaml: DETECTION.ENABLE / DATA.MULTI_LABEL: this script scores "
             "single-label top-1 (Kinetics-format datasets)"
         )
-    ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "checkpoint_epoch_*.pyth")))
-    if not ckpts:
-        raise SystemExit(f"no checkpoint_epoch_*.pyth in {run}/checkpoints")
+    ckpt = cu.get_last_checkpoint(run)  # the newest, as a resumed run or a test would pick
+    if ckpt is None:
+        raise SystemExit(f"no checkpoint in {run}/checkpoints")
     model = build_model(cfg)
-    cu.load_checkpoint(ckpts[-1], model)
-    return cfg, model, ckpts[-1]
+    cu.load_checkpoint(ckpt, model)
+    return cfg, model, ckpt
 
 
 def accuracy(cfg, model, batch_stats: bool) -> dict:
