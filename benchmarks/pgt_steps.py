@@ -96,6 +96,8 @@ class PerStepStats:
 
     def _model_pre_hook(self, module, args) -> None:
         k = self._step()
+        if k is None:  # a whole-clip forward: the model's own statistics
+            return
         for name, bn in self.bns.items():
             if k == self.calibrating:  # batch statistics, running ones untouched
                 bn.train()
