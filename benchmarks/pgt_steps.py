@@ -148,6 +148,7 @@ class PerStepStats:
 def accuracy(cfg, model, batch_stats: bool) -> dict:
     from slowfast.datasets import build_dataset
     from slowfast.pgt import progressive_forward
+    from slowfast.pgt.runner import combine_steps
 
     model.eval()
     if batch_stats:
@@ -170,8 +171,7 @@ def accuracy(cfg, model, batch_stats: bool) -> dict:
             outs = progressive_forward(model, _clip_inputs(batch), cfg)
             hits = torch.tensor([int((o.argmax(1) == labels).sum()) for o in outs])
             correct = hits if correct is None else correct + hits
-            stacked = torch.stack(outs)
-            joint = stacked.sum(0) if cfg.PGT.ENSEMBLE_METHOD == "sum" else stacked.max(0).values
+            joint = combine_steps(outs, cfg.PGT.ENSEMBLE_METHOD)  # as the PG-long test does
             combined += int((joint.argmax(1) == labels).sum())
             n += len(labels)
     return {
