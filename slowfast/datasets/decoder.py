@@ -135,8 +135,22 @@ def _first_packet_pts(container, stream) -> Optional[int]:
     return None
 
 
-def _to_rgb(frame) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24")
+class _RGB:
+    """Frames to ``(H, W, 3)`` uint8 RGB through one swscale context for a whole video.
+
+    ``frame.to_ndarray(format="rgb24")`` sets up a new conversion context for every frame, which
+    costs more than converting a small frame (0.6 ms vs 0.2 ms a frame at 340 x 256); a reused
+    ``VideoReformatter`` keeps its context while the frames' size and format stay the same, and
+    converts with the same swscale call, so the pixels are identical.
+    """
+
+    def __init__(self) -> None:
+        from av.video.reformatter import VideoReformatter  # PyAV, imported where it is used
+
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def _fill(
@@ -147,6 +161,7 @@ def _fill(
         raise DecodeError(path, "no frame could be decoded")
     last_idx, last_frame = last
     last_rgb = None
+    to_rgb = _RGB()
     out = []
     for i in wanted:
         if i in got:
@@ -155,7 +170,7 @@ def _fill(
             if last_rgb is None:
                 last_rgb = got.get(last_idx)
                 if last_rgb is None:
-                    last_rgb = _to_rgb(last_frame)
+                    last_rgb = to_rgb(last_frame)
             out.append(last_rgb)
         else:  # cannot happen: indices of decoded frames are consecutive
             raise DecodeError(path, f"frame {i} was not decoded")
@@ -177,6 +192,7 @@ def _pyav_decode_from(container, info: VideoInfo, wanted: Sequence[int], seek_pt
     wanted_set = set(wanted)
     lo, hi = min(wanted), max(wanted)
     got: Dict[int, np.ndarray] = {}
+    to_rgb = _RGB()
     last = None
     idx = None
     count = 0
@@ -194,7 +210,7 @@ def _pyav_decode_from(container, info: VideoInfo, wanted: Sequence[int], seek_pt
         else:
             idx += 1
         if idx in wanted_set:
-            got[idx] = _to_rgb(frame)
+            got[idx] = to_rgb(frame)
         last = (idx, frame)
         if idx >= hi:
             break
@@ -254,7 +270,8 @@ def pyav_decode_all(container, path: str = "") -> torch.Tensor:
     """Every frame of the first video stream, ``(N, H, W, 3)`` uint8 RGB."""
     path = path or str(getattr(container, "name", ""))
     try:
-        frames = [_to_rgb(f) for f in container.decode(container.streams.video[0])]
+        to_rgb = _RGB()
+        frames = [to_rgb(f) for f in container.decode(container.streams.video[0])]
     except Exception as err:
         raise DecodeError(path, f"{type(err).__name__}: {err}") from err
     if not frames:
@@ -282,6 +299,7 @@ def opencv_decode_frames(capture, indices: Sequence[int], path: str = "") -> tor
         lo = 0
         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     got: Dict[int, np.ndarray] = {}
+    to_rgb = _RGB()
     last = None
     for idx in range(lo, hi + 1):
         ok, bgr = capture.read()
