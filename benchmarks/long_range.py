@@ -12,8 +12,8 @@ Both runs use tools/run_net.py (a subprocess each, CPU, NUM_GPUS 0), the same vi
 batch size (so the same number of iterations) and solver; each reads its
 ``OUTPUT_DIR/run_summary.json`` (``test_top1_acc``).
 
-    python benchmarks/long_range.py                  # clip vs PGT (max): about 11 min, 2 cores
-    python benchmarks/long_range.py --cache max,last # and MCO: about 18 min (benchmarks/README)
+    python benchmarks/long_range.py                  # clip vs PGT (max): about 12 min, 2 cores
+    python benchmarks/long_range.py --cache max,last # and MCO: about 20 min (benchmarks/README)
     python benchmarks/long_range.py --cache avg --momentum 0.5
 """
 

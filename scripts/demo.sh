@@ -6,8 +6,9 @@
 # epochs, tests both, measures the activation memory of one training iteration of a full-width
 # Slow R50 (PGT vs the plain 36-frame clip and vs an 8-frame clip), and prints it all next to
 # chance. Idempotent: every run starts from a fresh dataset and fresh output folders under
-# $DEMO_DIR (default output/demo). Needs no GPU; about 5 minutes on 2 CPU cores (11 on a slow
-# one). DEMO_EPOCHS (12) and DEMO_VIDEOS_PER_CLASS (256 training videos a class) size it.
+# $DEMO_DIR (default output/demo). Needs no GPU; under 6 minutes on a slow 2-core machine, plus
+# the first setup. DEMO_EPOCHS (12) and DEMO_VIDEOS_PER_CLASS (256 training videos a class) size
+# it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
