@@ -161,7 +161,6 @@ def _fill(
         raise DecodeError(path, "no frame could be decoded")
     last_idx, last_frame = last
     last_rgb = None
-    to_rgb = _RGB()
     out = []
     for i in wanted:
         if i in got:
@@ -170,7 +169,7 @@ def _fill(
             if last_rgb is None:
                 last_rgb = got.get(last_idx)
                 if last_rgb is None:
-                    last_rgb = to_rgb(last_frame)
+                    last_rgb = _RGB()(last_frame)  # a PyAV frame: OpenCV's are in got
             out.append(last_rgb)
         else:  # cannot happen: indices of decoded frames are consecutive
             raise DecodeError(path, f"frame {i} was not decoded")
@@ -299,7 +298,6 @@ def opencv_decode_frames(capture, indices: Sequence[int], path: str = "") -> tor
         lo = 0
         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     got: Dict[int, np.ndarray] = {}
-    to_rgb = _RGB()
     last = None
     for idx in range(lo, hi + 1):
         ok, bgr = capture.read()
