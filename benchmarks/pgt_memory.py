@@ -169,6 +169,16 @@ def setup(mode: str, args, cuda: bool) -> dict:
     )  # fmt: skip
 
 
+def timed(run: dict, n: int) -> float:
+    """Seconds of ``n`` back-to-back iterations of a ``setup`` result (CUDA synchronised)."""
+    run["sync"]()
+    start = time.perf_counter()
+    for _ in range(n):
+        run["iteration"]()
+    run["sync"]()
+    return time.perf_counter() - start
+
+
 def measure(args) -> dict:
     import torch
 
@@ -214,13 +224,7 @@ def measure(args) -> dict:
     }
     if cuda:
         result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
-    times = []
-    for _ in range(args.repeats):
-        sync()
-        start = time.perf_counter()
-        iteration()
-        sync()
-        times.append(time.perf_counter() - start)
+    times = [timed(run, 1) for _ in range(args.repeats)]
     result["time_s"] = min(times)
     result["times_s"] = times
     if opt_times:
@@ -235,15 +239,6 @@ def measure_paired(args, cuda: bool) -> dict:
     import torch
 
     clip, pgt = setup("clip8", args, cuda), setup("pgt", args, cuda)
-
-    def timed(run, n):
-        run["sync"]()
-        start = time.perf_counter()
-        for _ in range(n):
-            run["iteration"]()
-        run["sync"]()
-        return time.perf_counter() - start
-
     timed(clip, 1)  # warm-up
     timed(pgt, 1)
     pairs = []

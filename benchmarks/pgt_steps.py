@@ -38,16 +38,14 @@ sys.path.insert(0, ROOT)
 
 
 def load(run: str, data: str | None):
-    from slowfast.config.defaults import assert_and_infer_cfg, get_cfg
     from slowfast.models import build_model
     from slowfast.utils import checkpoint as cu
+    from slowfast.utils.parser import load_config, parse_args
 
-    cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(run, "config.yaml"))
-    cfg.NUM_GPUS = 0
+    opts = ["NUM_GPUS", "0"]
     if data:
-        cfg.DATA.PATH_TO_DATA_DIR = cfg.DATA.PATH_PREFIX = data
-    cfg = assert_and_infer_cfg(cfg)
+        opts += ["DATA.PATH_TO_DATA_DIR", data, "DATA.PATH_PREFIX", data]
+    cfg = load_config(parse_args(["--cfg", os.path.join(run, "config.yaml"), *opts]))
     if not cfg.PGT.ENABLE:
         raise SystemExit(f"{run}/config.yaml: PGT.ENABLE is off; this script is for PGT runs")
     if cfg.DETECTION.ENABLE or cfg.DATA.MULTI_LABEL:
