@@ -50,8 +50,9 @@ def add_release_config(cfg: CfgNode) -> None:
     cfg.RESNET.STEM_POOL_PAD = True
     # Batch norm at the end of each non-local block.
     cfg.NONLOCAL.USE_BN = True
-    # The release's progressive non-local block (from step 1 on it attends to the previous step). True is
-    # rejected where there are non-local blocks (checks.check_model); without any it is inert.
+    # The release's progressive non-local block (from step 1 on it attends to the previous
+    # step). True is rejected where there are non-local blocks (checks.check_model); without any
+    # it is inert.
     cfg.NONLOCAL.PROGRESS = False
     # Legacy name of DATA.TRAIN_CROP_SIZE; when set, it overrides it.
     cfg.DATA.CROP_SIZE = None
